@@ -1,0 +1,6 @@
+//! frontdesk-mock-cloud: an offline cloud account plus a sandbox Kubernetes API server.
+//!
+//! It plays the cloud and the cluster and knows nothing of frontdesk: everything in here is
+//! reached over HTTP only, the way the real cloud and a real API server are.
+
+pub mod state;
