@@ -4,3 +4,4 @@
 //! reached over HTTP only, the way the real cloud and a real API server are.
 
 pub mod state;
+pub mod kube;

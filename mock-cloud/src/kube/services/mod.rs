@@ -1,0 +1,1 @@
+//! Service registry semantics: ClusterIP and NodePort allocation, defaulting, validation.
