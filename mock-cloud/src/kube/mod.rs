@@ -1,7 +1,13 @@
 //! The sandbox Kubernetes API server.
 
+pub mod discovery;
 pub mod errors;
+pub mod nodes;
+pub mod openapi;
 pub mod patch;
 pub mod resources;
 pub mod services;
 pub mod strategy;
+pub mod table;
+pub mod validation;
+pub mod workload;

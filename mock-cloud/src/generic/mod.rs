@@ -1,0 +1,1 @@
+//! The generic cloud's JSON API (in progress)
