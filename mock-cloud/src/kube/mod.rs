@@ -11,3 +11,7 @@ pub mod strategy;
 pub mod table;
 pub mod validation;
 pub mod workload;
+pub mod builtin;
+pub mod crd;
+pub mod selectors;
+pub mod store;
