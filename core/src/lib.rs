@@ -2,6 +2,10 @@
 //! the controller, rate limiting and metrics. Never depends on a cloud SDK.
 
 pub mod annotations;
+pub mod config;
+pub mod controller;
+pub mod health;
+pub mod leader;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod metrics;

@@ -1,0 +1,270 @@
+//! Background work, always at `Priority::Background` so user-visible work goes first:
+//! node sync (backend deltas only), the drift check, the orphan sweep, queue metrics.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::events::{self, EventType};
+use super::status::{self, DesiredCondition};
+use super::{Context, claims};
+use crate::metrics::ReconcileLabels;
+use crate::provider::{EnsureOutcome, ServiceKey};
+use crate::ratelimit::{PRIORITY, Priority};
+use crate::spec::{SpecInput, build_spec};
+
+/// How often node sync looks for load balancers still behind the current node set (retries
+/// of failed updates), even without a node event.
+const NODE_SYNC_RECHECK: Duration = Duration::from_secs(10);
+
+fn count(ctx: &Context, action: &str, result: &str) {
+    let labels = ReconcileLabels { action: action.to_string(), result: result.to_string() };
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    if result != "ok" && result != "found" && result != "deleted" {
+        ctx.metrics.reconcile_errors.get_or_create(&labels).inc();
+    }
+}
+
+fn cached_service(ctx: &Context, key: &ServiceKey) -> Option<Arc<Service>> {
+    ctx.services.get(&ObjectRef::new(&key.name).within(&key.namespace))
+}
+
+fn jitter(d: Duration) -> Duration {
+    let f: f64 = rand::rng().random_range(0.8..1.2);
+    d.mul_f64(f)
+}
+
+/// Debounced node sync: recompute the eligible set, then send each load balancer that is
+/// behind only its backend delta (`update_backends`), never a full ensure.
+pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {
+                // Collect the rest of a burst (a rolling node replacement) into one pass.
+                tokio::time::sleep(ctx.config.node_sync_debounce()).await;
+            }
+            _ = tokio::time::sleep(NODE_SYNC_RECHECK) => {}
+            _ = stop.cancelled() => return,
+        }
+        let all: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
+        let (version, moved) = ctx.backends.update(crate::nodes::eligible_nodes(&all));
+        if moved {
+            info!(version, eligible = ctx.backends.current().1.len(), "eligible node set changed");
+        }
+        let behind: Vec<ServiceKey> = ctx
+            .applied
+            .snapshot()
+            .into_iter()
+            .filter(|(_, a)| a.ready && a.nodes_version != version)
+            .map(|(k, _)| k)
+            .collect();
+        if behind.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let limit = Arc::new(Semaphore::new(ctx.config.concurrency as usize));
+        let mut set = tokio::task::JoinSet::new();
+        for key in behind {
+            let (ctx, limit) = (ctx.clone(), limit.clone());
+            set.spawn(PRIORITY.scope(Priority::Background, async move {
+                let Ok(_permit) = limit.acquire().await else { return };
+                update_one(&ctx, &key).await;
+            }));
+        }
+        while set.join_next().await.is_some() {}
+        debug!(took = ?started.elapsed(), "node sync pass done");
+    }
+}
+
+async fn update_one(ctx: &Context, key: &ServiceKey) {
+    let _guard = ctx.locks.lock(key).await;
+    let Some(applied) = ctx.applied.get(key) else { return };
+    let (version, nodes) = ctx.backends.current();
+    if !applied.ready || applied.nodes_version == version {
+        return;
+    }
+    let Some(svc) = cached_service(ctx, key) else { return };
+    if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
+        return;
+    }
+    let caps = ctx.provider.capabilities();
+    let input = SpecInput {
+        cluster: &ctx.config.cluster_name,
+        service: &svc,
+        nodes: &nodes,
+        needs_node_ports: caps.needs_node_ports,
+    };
+    let Ok(spec) = build_spec(&input) else { return };
+    match ctx.with_timeout(ctx.provider.update_backends(&spec)).await {
+        Ok(()) => {
+            ctx.applied.set_nodes_version(key, &applied.uid, version);
+            count(ctx, "node_sync", "ok");
+            if nodes.is_empty() {
+                ctx.events
+                    .publish(&svc, EventType::Warning, events::UNAVAILABLE, "There are no available nodes for LoadBalancer")
+                    .await;
+            } else {
+                ctx.events
+                    .publish(&svc, EventType::Normal, events::UPDATED, "Updated load balancer with new hosts")
+                    .await;
+            }
+        }
+        Err(e) => {
+            count(ctx, "node_sync", e.class());
+            let names = nodes.iter().map(|n| n.name.clone()).collect();
+            let message = format!(
+                "Error updating load balancer with new hosts {}, error: {e}",
+                events::node_names_for_event(names)
+            );
+            ctx.events.publish(&svc, EventType::Warning, events::UPDATE_FAILED, &message).await;
+            warn!(service = %key, error = %e, "backend update failed; retrying on the next pass");
+        }
+    }
+}
+
+/// The drift check: every load balancer is re-ensured (read, compare, repair) once per
+/// interval, spread evenly so the cloud sees a steady trickle of reads, never a burst.
+pub(super) async fn drift(ctx: Arc<Context>, stop: CancellationToken) {
+    let interval = Duration::from_secs_f64(ctx.config.drift_interval_seconds);
+    if interval.is_zero() {
+        return;
+    }
+    // The first pass comes soon after start: it verifies what a restart trusted.
+    let first = jitter(interval.min(Duration::from_secs(30)));
+    tokio::select! { _ = tokio::time::sleep(first) => {}, _ = stop.cancelled() => return }
+    loop {
+        let pass_start = Instant::now();
+        let entries: Vec<ServiceKey> =
+            ctx.applied.snapshot().into_iter().filter(|(_, a)| a.ready).map(|(k, _)| k).collect();
+        let pace = interval / (entries.len().max(1) as u32);
+        for key in entries {
+            PRIORITY.scope(Priority::Background, check_one(&ctx, &key)).await;
+            tokio::select! { _ = tokio::time::sleep(jitter(pace)) => {}, _ = stop.cancelled() => return }
+        }
+        let rest = interval.saturating_sub(pass_start.elapsed());
+        tokio::select! { _ = tokio::time::sleep(jitter(rest.max(Duration::from_secs(1)))) => {}, _ = stop.cancelled() => return }
+    }
+}
+
+async fn check_one(ctx: &Context, key: &ServiceKey) {
+    let _guard = ctx.locks.lock(key).await;
+    let Some(applied) = ctx.applied.get(key) else { return };
+    if !applied.ready {
+        return;
+    }
+    let Some(svc) = cached_service(ctx, key) else { return };
+    if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
+        return;
+    }
+    let (version, nodes) = ctx.backends.current();
+    let caps = ctx.provider.capabilities();
+    let input = SpecInput {
+        cluster: &ctx.config.cluster_name,
+        service: &svc,
+        nodes: &nodes,
+        needs_node_ports: caps.needs_node_ports,
+    };
+    let Ok(spec) = build_spec(&input) else { return };
+    match ctx.with_timeout(ctx.provider.ensure(&spec)).await {
+        Ok(EnsureOutcome::Ready(lb)) => {
+            ctx.applied.set_nodes_version(key, &applied.uid, version);
+            count(ctx, "drift", "ok");
+            let ingress = status::to_ingress(&lb);
+            if let Some(patch) = status::status_patch(&svc, Some(&ingress), None) {
+                info!(service = %key, "drift: published address differed from the cloud; fixed");
+                let api: Api<Service> = Api::namespaced(ctx.client.clone(), &key.namespace);
+                if let Err(e) = api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    warn!(service = %key, error = %e, "drift: status patch failed");
+                }
+            }
+        }
+        Ok(EnsureOutcome::Provisioning { .. }) => count(ctx, "drift", "provisioning"),
+        Err(e) => {
+            count(ctx, "drift", e.class());
+            warn!(service = %key, error = %e, "drift check failed; the next reconcile re-ensures");
+            // Flip the condition: the Service changes, so the controller re-ensures it with
+            // user priority and the usual backoff.
+            ctx.applied.invalidate(key);
+            let cond = DesiredCondition::new(false, e.class(), format!("Error syncing load balancer: {e}"));
+            if let Some(patch) = status::status_patch(&svc, None, Some(&cond)) {
+                let api: Api<Service> = Api::namespaced(ctx.client.clone(), &key.namespace);
+                let _ = api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            }
+        }
+    }
+}
+
+/// The orphan sweep: resources tagged for this cluster whose Service UID no longer exists are
+/// deleted once they have been seen orphaned for the grace period (or only reported, in
+/// dry-run mode).
+pub(super) async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
+    let interval = Duration::from_secs_f64(ctx.config.sweep_interval_seconds);
+    if interval.is_zero() {
+        return;
+    }
+    let grace = Duration::from_secs_f64(ctx.config.sweep_grace_seconds);
+    let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    let mut wait = jitter(interval.min(Duration::from_secs(60)));
+    loop {
+        tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stop.cancelled() => return }
+        wait = jitter(interval);
+        let owned = match PRIORITY
+            .scope(Priority::Background, ctx.with_timeout(ctx.provider.list_owned(&ctx.config.cluster_name)))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                count(&ctx, "sweep", e.class());
+                warn!(error = %e, "orphan sweep: listing owned resources failed");
+                continue;
+            }
+        };
+        let live: HashSet<String> = ctx.services.state().iter().filter_map(|s| s.uid()).collect();
+        let now = Instant::now();
+        let mut orphans = HashSet::new();
+        for record in owned {
+            if live.contains(&record.uid) {
+                continue;
+            }
+            orphans.insert(record.uid.clone());
+            let seen = *first_seen.entry(record.uid.clone()).or_insert(now);
+            if now.duration_since(seen) < grace {
+                continue;
+            }
+            count(&ctx, "sweep", "found");
+            if ctx.config.sweep_dry_run {
+                warn!(service = %record.service, uid = %record.uid, "orphan sweep (dry run): would delete");
+                continue;
+            }
+            let r = PRIORITY.scope(Priority::Background, ctx.with_timeout(ctx.provider.delete(&record))).await;
+            match r {
+                Ok(()) => {
+                    count(&ctx, "sweep", "deleted");
+                    info!(service = %record.service, uid = %record.uid, "orphan sweep: deleted");
+                }
+                Err(e) => {
+                    count(&ctx, "sweep", e.class());
+                    warn!(service = %record.service, error = %e, "orphan sweep: delete failed");
+                }
+            }
+        }
+        first_seen.retain(|uid, _| orphans.contains(uid));
+    }
+}
+
+pub(super) async fn queue_metrics(ctx: Arc<Context>, stop: CancellationToken) {
+    loop {
+        ctx.update_queue_metrics();
+        tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.cancelled() => return }
+    }
+}

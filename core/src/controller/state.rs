@@ -1,0 +1,180 @@
+//! What the controller remembers between reconciles: per-Service applied state, per-Service
+//! locks (one owner per load balancer at a time), per-Service backoff, and the backend snapshot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
+use crate::provider::{BackendNode, ProvisioningRecord, ServiceKey};
+
+/// The last converged state of one Service's load balancer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub uid: String,
+    pub fingerprint: u64,
+    /// `Backends::version` the load balancer's backends were last set from.
+    pub nodes_version: u64,
+    pub record: ProvisioningRecord,
+    /// Converged (Ready); false while provisioning or after a failure.
+    pub ready: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct AppliedMap {
+    inner: Mutex<HashMap<ServiceKey, Applied>>,
+}
+
+impl AppliedMap {
+    pub fn get(&self, key: &ServiceKey) -> Option<Applied> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+    pub fn insert(&self, key: ServiceKey, applied: Applied) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(key, applied);
+    }
+    pub fn remove(&self, key: &ServiceKey) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+    /// Mark one entry as needing a full ensure on its next reconcile.
+    pub fn invalidate(&self, key: &ServiceKey) {
+        if let Some(a) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
+            a.ready = false;
+        }
+    }
+    pub fn set_nodes_version(&self, key: &ServiceKey, uid: &str, version: u64) {
+        if let Some(a) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
+            if a.uid == uid {
+                a.nodes_version = version;
+            }
+        }
+    }
+    pub fn snapshot(&self) -> Vec<(ServiceKey, Applied)> {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.iter().map(|(k, a)| (k.clone(), a.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One async mutex per Service: apply, node sync and drift never touch the same load balancer
+/// at the same time (upstream's node-sync-vs-update race, kubernetes#121090).
+#[derive(Debug, Default)]
+pub struct KeyedLocks {
+    inner: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &ServiceKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            // Drop locks nobody holds or waits for, so the map does not grow without bound.
+            if map.len() > 4096 {
+                map.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            map.entry(key.clone()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// Per-Service exponential backoff with jitter (backon), reset on success.
+#[derive(Debug)]
+pub struct Backoffs {
+    builder: ExponentialBuilder,
+    inner: Mutex<HashMap<ServiceKey, ExponentialBackoff>>,
+}
+
+impl Backoffs {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(base)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        Self { builder, inner: Mutex::new(HashMap::new()) }
+    }
+
+    /// The delay before the next attempt after one more failure.
+    pub fn next_delay(&self, key: &ServiceKey) -> Duration {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let b = map.entry(key.clone()).or_insert_with(|| self.builder.build());
+        b.next().unwrap_or(Duration::from_secs(300))
+    }
+
+    pub fn reset(&self, key: &ServiceKey) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Services currently waiting on a retry.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The eligible backend set, recomputed by node sync; versioned so each load balancer knows
+/// whether it is up to date.
+#[derive(Debug, Default)]
+pub struct Backends {
+    inner: RwLock<(u64, Arc<Vec<BackendNode>>)>,
+}
+
+impl Backends {
+    pub fn current(&self) -> (u64, Arc<Vec<BackendNode>>) {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        (g.0, g.1.clone())
+    }
+
+    /// Replace the set if it differs; returns the (possibly new) version.
+    pub fn update(&self, nodes: Vec<BackendNode>) -> (u64, bool) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if *g.1 == nodes && g.0 > 0 {
+            return (g.0, false);
+        }
+        g.0 += 1;
+        g.1 = Arc::new(nodes);
+        (g.0, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_resets() {
+        let b = Backoffs::new(Duration::from_secs(5), Duration::from_secs(300));
+        let k = ServiceKey::new("default", "web");
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay(&k)).collect();
+        // Jitter adds up to one more delay unit, never less than the ladder.
+        assert!(d[0] >= Duration::from_secs(5) && d[0] <= Duration::from_secs(10), "{d:?}");
+        assert!(d[3] >= Duration::from_secs(40), "{d:?}");
+        assert!(d[9] <= Duration::from_secs(600), "{d:?}");
+        b.reset(&k);
+        assert!(b.next_delay(&k) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn backends_version_only_moves_on_change() {
+        let b = Backends::default();
+        let n = BackendNode { name: "a".into(), provider_id: None, addresses: vec![], zone: None };
+        let (v1, changed) = b.update(vec![n.clone()]);
+        assert!(changed);
+        let (v2, changed) = b.update(vec![n]);
+        assert!(!changed);
+        assert_eq!(v1, v2);
+        let (v3, changed) = b.update(vec![]);
+        assert!(changed && v3 > v2);
+    }
+}
