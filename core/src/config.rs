@@ -93,7 +93,10 @@ pub struct ConfigError {
 }
 
 fn err(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.to_string(), message: message.into() }
+    ConfigError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 impl ControllerConfig {
@@ -103,8 +106,9 @@ impl ControllerConfig {
             return Ok(Self::default());
         }
         serde_yaml_ng::from_str::<Self>(text).map_err(|e| {
-            let location =
-                e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column()));
+            let location = e
+                .location()
+                .map(|l| format!(" (line {}, column {})", l.line(), l.column()));
             err("<file>", format!("{e}{}", location.unwrap_or_default()))
         })
     }
@@ -120,13 +124,13 @@ impl ControllerConfig {
                 ),
             ));
         }
-        if let Some(class) = &self.load_balancer_class {
-            if class.is_empty() || !class.contains('/') {
-                return Err(err(
-                    "loadBalancerClass",
-                    format!("{class:?} must be a label-style key with a prefix, e.g. frontdesk.dev/lb"),
-                ));
-            }
+        if let Some(class) = &self.load_balancer_class
+            && (class.is_empty() || !class.contains('/'))
+        {
+            return Err(err(
+                "loadBalancerClass",
+                format!("{class:?} must be a label-style key with a prefix, e.g. frontdesk.dev/lb"),
+            ));
         }
         if self.load_balancer_class.is_none() && !self.claim_unclassed {
             return Err(err(
@@ -140,7 +144,10 @@ impl ControllerConfig {
         positive("backoffBaseSeconds", self.backoff_base_seconds)?;
         positive("backoffMaxSeconds", self.backoff_max_seconds)?;
         if self.backoff_max_seconds < self.backoff_base_seconds {
-            return Err(err("backoffMaxSeconds", "must not be smaller than backoffBaseSeconds"));
+            return Err(err(
+                "backoffMaxSeconds",
+                "must not be smaller than backoffBaseSeconds",
+            ));
         }
         non_negative("nodeSyncDebounceSeconds", self.node_sync_debounce_seconds)?;
         non_negative("driftIntervalSeconds", self.drift_interval_seconds)?;
@@ -155,8 +162,14 @@ impl ControllerConfig {
             if !is_dns_label(&le.lease_namespace) {
                 return Err(err("leaderElection.leaseNamespace", "must be a DNS label"));
             }
-            positive("leaderElection.leaseDurationSeconds", le.lease_duration_seconds)?;
-            positive("leaderElection.renewIntervalSeconds", le.renew_interval_seconds)?;
+            positive(
+                "leaderElection.leaseDurationSeconds",
+                le.lease_duration_seconds,
+            )?;
+            positive(
+                "leaderElection.renewIntervalSeconds",
+                le.renew_interval_seconds,
+            )?;
             if le.renew_interval_seconds * 2.0 > le.lease_duration_seconds {
                 return Err(err(
                     "leaderElection.renewIntervalSeconds",
@@ -182,7 +195,11 @@ impl ControllerConfig {
 }
 
 fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
-    if v.is_finite() && v > 0.0 { Ok(()) } else { Err(err(field, format!("{v} must be a positive number"))) }
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(err(field, format!("{v} must be a positive number")))
+    }
 }
 
 fn non_negative(field: &str, v: f64) -> Result<(), ConfigError> {
@@ -196,7 +213,8 @@ fn non_negative(field: &str, v: f64) -> Result<(), ConfigError> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -208,7 +226,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         ControllerConfig::default().validate().unwrap();
-        assert_eq!(ControllerConfig::from_yaml("").unwrap(), ControllerConfig::default());
+        assert_eq!(
+            ControllerConfig::from_yaml("").unwrap(),
+            ControllerConfig::default()
+        );
     }
 
     #[test]
@@ -230,12 +251,21 @@ mod tests {
             ("concurrency: 0", "concurrency"),
             ("claimUnclassed: false", "claimUnclassed"),
             ("loadBalancerClass: nope", "loadBalancerClass"),
-            ("backoffBaseSeconds: 10\nbackoffMaxSeconds: 5", "backoffMaxSeconds"),
-            ("leaderElection:\n  renewIntervalSeconds: 10", "leaderElection.renewIntervalSeconds"),
+            (
+                "backoffBaseSeconds: 10\nbackoffMaxSeconds: 5",
+                "backoffMaxSeconds",
+            ),
+            (
+                "leaderElection:\n  renewIntervalSeconds: 10",
+                "leaderElection.renewIntervalSeconds",
+            ),
             ("driftIntervalSeconds: -1", "driftIntervalSeconds"),
         ];
         for (yaml, field) in cases {
-            let e = ControllerConfig::from_yaml(yaml).unwrap().validate().unwrap_err();
+            let e = ControllerConfig::from_yaml(yaml)
+                .unwrap()
+                .validate()
+                .unwrap_err();
             assert_eq!(&e.field, field, "{yaml}");
         }
     }

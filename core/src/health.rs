@@ -39,14 +39,20 @@ struct AppState {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     if s.health.failed.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "a controller task failed\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a controller task failed\n",
+        )
     } else {
         (StatusCode::OK, "ok\n")
     }

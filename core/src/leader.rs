@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -75,11 +75,19 @@ impl LeaderElector {
     }
 
     fn read_err(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Read { namespace: self.namespace.clone(), name: self.name.clone(), source }
+        LeaderError::Read {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source,
+        }
     }
 
     fn write_err(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Write { namespace: self.namespace.clone(), name: self.name.clone(), source }
+        LeaderError::Write {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source,
+        }
     }
 
     /// One attempt to become (or stay) the leader.
@@ -117,12 +125,16 @@ impl LeaderElector {
         let mine = holder == self.identity;
         if !mine && !holder.is_empty() {
             let valid_for = spec.lease_duration_seconds.unwrap_or(duration_secs).max(1);
-            let renewed = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
+            let renewed = spec
+                .renew_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH);
             let expires = renewed.saturating_add(SignedDuration::from_secs(valid_for.into()));
-            if let Ok(expires) = expires {
-                if expires > now {
-                    return Ok(Attempt::Follower);
-                }
+            if let Ok(expires) = expires
+                && expires > now
+            {
+                return Ok(Attempt::Follower);
             }
             info!(previous = %holder, "lease expired; taking over");
         }
@@ -133,7 +145,11 @@ impl LeaderElector {
         spec.holder_identity = Some(self.identity.clone());
         spec.lease_duration_seconds = Some(duration_secs);
         spec.renew_time = Some(MicroTime(now));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(Attempt::Leader),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Follower),
             Err(e) => Err(self.write_err(e)),
@@ -192,14 +208,22 @@ impl LeaderElector {
 
     /// Clean shutdown: hand the lease back so a standby takes over without waiting for expiry.
     pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return;
         }
         spec.holder_identity = Some(String::new());
         spec.renew_time = None;
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => info!("released the lease"),
             Err(e) => warn!(error = %e, "could not release the lease; standby waits for expiry"),
         }

@@ -60,7 +60,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("frontdesk");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles by action and result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles by action and result",
+            reconciles.clone(),
+        );
         let reconcile_errors = Family::<ReconcileLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
@@ -73,15 +77,20 @@ impl Metrics {
             "Cloud API calls by provider, operation and result",
             cloud_calls.clone(),
         );
-        let cloud_call_duration =
-            Family::<OperationLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let cloud_call_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         registry.register(
             "cloud_call_duration_seconds",
             "Cloud API call latency",
             cloud_call_duration.clone(),
         );
         let queue_depth = Gauge::default();
-        registry.register("queue_depth", "Services waiting to be reconciled", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Services waiting to be reconciled",
+            queue_depth.clone(),
+        );
         let managed_services = Gauge::default();
         registry.register(
             "managed_services",
@@ -89,7 +98,11 @@ impl Metrics {
             managed_services.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
         let create_to_address = Histogram::new(exponential_buckets(0.05, 2.0, 16));
         registry.register(
             "service_create_to_address_seconds",

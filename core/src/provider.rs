@@ -22,7 +22,10 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -165,7 +168,10 @@ pub enum EnsureOutcome {
     Ready(LoadBalancerStatus),
     /// Accepted but not serving yet. Not an error and not a backoff step: the controller
     /// publishes `status` if there is one and asks again after `retry_after`.
-    Provisioning { status: Option<LoadBalancerStatus>, retry_after: Duration },
+    Provisioning {
+        status: Option<LoadBalancerStatus>,
+        retry_after: Duration,
+    },
 }
 
 /// One cloud resource a provisioning record names.
@@ -198,7 +204,10 @@ impl ProvisioningRecord {
         resources.extend(other.resources.iter().cloned());
         resources.sort();
         resources.dedup();
-        ProvisioningRecord { resources, ..other.clone() }
+        ProvisioningRecord {
+            resources,
+            ..other.clone()
+        }
     }
 }
 
@@ -224,7 +233,10 @@ pub enum ProviderError {
     NotFound(String),
     /// The cloud asked us to slow down.
     #[error("throttled by the cloud API: {message}")]
-    Throttled { message: String, retry_after: Option<Duration> },
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The user asked for something impossible: Warning Event + failed condition, no hot retry.
     #[error("{field}: {message}")]
     InvalidSpec { field: String, message: String },
@@ -244,11 +256,17 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ProviderError::InvalidSpec { field: field.into(), message: message.into() }
+        ProviderError::InvalidSpec {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
-        ProviderError::Transient { message: message.into(), source: None }
+        ProviderError::Transient {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Short machine-readable class, used as a metrics label and a condition reason.
@@ -336,12 +354,17 @@ impl ProviderContext {
             Ok(_) => "ok",
             Err(e) => e.class(),
         };
-        if let Err(ProviderError::Throttled { retry_after: Some(after), .. }) = &result {
+        if let Err(ProviderError::Throttled {
+            retry_after: Some(after),
+            ..
+        }) = &result
+        {
             for b in buckets {
                 self.budget.penalize(b, *after);
             }
         }
-        self.metrics.record_cloud_call(provider, operation, label, start.elapsed());
+        self.metrics
+            .record_cloud_call(provider, operation, label, start.elapsed());
         result
     }
 }

@@ -40,7 +40,10 @@ pub struct BucketConfig {
 
 impl BucketConfig {
     pub const fn new(capacity: f64, refill_per_sec: f64) -> Self {
-        Self { capacity, refill_per_sec }
+        Self {
+            capacity,
+            refill_per_sec,
+        }
     }
 }
 
@@ -56,7 +59,8 @@ struct Bucket {
 impl Bucket {
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.config.refill_per_sec).min(self.config.capacity);
+        self.tokens =
+            (self.tokens + elapsed * self.config.refill_per_sec).min(self.config.capacity);
         self.last = now;
     }
 
@@ -86,12 +90,18 @@ impl ApiBudget {
         let buckets = buckets
             .into_iter()
             .map(|(name, config)| {
-                let bucket =
-                    Bucket { config, tokens: config.capacity, last: now, waiting_user: 0 };
+                let bucket = Bucket {
+                    config,
+                    tokens: config.capacity,
+                    last: now,
+                    waiting_user: 0,
+                };
                 (name.into(), bucket)
             })
             .collect();
-        Self { buckets: Mutex::new(buckets) }
+        Self {
+            buckets: Mutex::new(buckets),
+        }
     }
 
     /// No limits at all (tests, or a cloud that publishes none).
@@ -113,7 +123,9 @@ impl ApiBudget {
         loop {
             let wait = {
                 let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(bucket) = map.get_mut(name) else { return };
+                let Some(bucket) = map.get_mut(name) else {
+                    return;
+                };
                 bucket.refill(Instant::now());
                 let blocked_by_user = priority == Priority::Background && bucket.waiting_user > 0;
                 if bucket.tokens >= 1.0 && !blocked_by_user {
@@ -189,10 +201,13 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..3 {
             let (b, o) = (budget.clone(), order.clone());
-            tasks.push(tokio::spawn(PRIORITY.scope(Priority::Background, async move {
-                b.acquire(&["w"]).await;
-                o.lock().unwrap().push(format!("bg{i}"));
-            })));
+            tasks.push(tokio::spawn(PRIORITY.scope(
+                Priority::Background,
+                async move {
+                    b.acquire(&["w"]).await;
+                    o.lock().unwrap().push(format!("bg{i}"));
+                },
+            )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         let (b, o) = (budget.clone(), order.clone());

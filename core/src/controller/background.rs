@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -28,7 +28,10 @@ use crate::spec::{SpecInput, build_spec};
 const NODE_SYNC_RECHECK: Duration = Duration::from_secs(10);
 
 fn count(ctx: &Context, action: &str, result: &str) {
-    let labels = ReconcileLabels { action: action.to_string(), result: result.to_string() };
+    let labels = ReconcileLabels {
+        action: action.to_string(),
+        result: result.to_string(),
+    };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
     if result != "ok" && result != "found" && result != "deleted" {
         ctx.metrics.reconcile_errors.get_or_create(&labels).inc();
@@ -36,7 +39,8 @@ fn count(ctx: &Context, action: &str, result: &str) {
 }
 
 fn cached_service(ctx: &Context, key: &ServiceKey) -> Option<Arc<Service>> {
-    ctx.services.get(&ObjectRef::new(&key.name).within(&key.namespace))
+    ctx.services
+        .get(&ObjectRef::new(&key.name).within(&key.namespace))
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -59,7 +63,11 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
         let all: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
         let (version, moved) = ctx.backends.update(crate::nodes::eligible_nodes(&all));
         if moved {
-            info!(version, eligible = ctx.backends.current().1.len(), "eligible node set changed");
+            info!(
+                version,
+                eligible = ctx.backends.current().1.len(),
+                "eligible node set changed"
+            );
         }
         let behind: Vec<ServiceKey> = ctx
             .applied
@@ -77,7 +85,9 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
         for key in behind {
             let (ctx, limit) = (ctx.clone(), limit.clone());
             set.spawn(PRIORITY.scope(Priority::Background, async move {
-                let Ok(_permit) = limit.acquire().await else { return };
+                let Ok(_permit) = limit.acquire().await else {
+                    return;
+                };
                 update_one(&ctx, &key).await;
             }));
         }
@@ -88,12 +98,16 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
 
 async fn update_one(ctx: &Context, key: &ServiceKey) {
     let _guard = ctx.locks.lock(key).await;
-    let Some(applied) = ctx.applied.get(key) else { return };
+    let Some(applied) = ctx.applied.get(key) else {
+        return;
+    };
     let (version, nodes) = ctx.backends.current();
     if !applied.ready || applied.nodes_version == version {
         return;
     }
-    let Some(svc) = cached_service(ctx, key) else { return };
+    let Some(svc) = cached_service(ctx, key) else {
+        return;
+    };
     if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
         return;
     }
@@ -111,11 +125,21 @@ async fn update_one(ctx: &Context, key: &ServiceKey) {
             count(ctx, "node_sync", "ok");
             if nodes.is_empty() {
                 ctx.events
-                    .publish(&svc, EventType::Warning, events::UNAVAILABLE, "There are no available nodes for LoadBalancer")
+                    .publish(
+                        &svc,
+                        EventType::Warning,
+                        events::UNAVAILABLE,
+                        "There are no available nodes for LoadBalancer",
+                    )
                     .await;
             } else {
                 ctx.events
-                    .publish(&svc, EventType::Normal, events::UPDATED, "Updated load balancer with new hosts")
+                    .publish(
+                        &svc,
+                        EventType::Normal,
+                        events::UPDATED,
+                        "Updated load balancer with new hosts",
+                    )
                     .await;
             }
         }
@@ -126,7 +150,9 @@ async fn update_one(ctx: &Context, key: &ServiceKey) {
                 "Error updating load balancer with new hosts {}, error: {e}",
                 events::node_names_for_event(names)
             );
-            ctx.events.publish(&svc, EventType::Warning, events::UPDATE_FAILED, &message).await;
+            ctx.events
+                .publish(&svc, EventType::Warning, events::UPDATE_FAILED, &message)
+                .await;
             warn!(service = %key, error = %e, "backend update failed; retrying on the next pass");
         }
     }
@@ -144,11 +170,18 @@ pub(super) async fn drift(ctx: Arc<Context>, stop: CancellationToken) {
     tokio::select! { _ = tokio::time::sleep(first) => {}, _ = stop.cancelled() => return }
     loop {
         let pass_start = Instant::now();
-        let entries: Vec<ServiceKey> =
-            ctx.applied.snapshot().into_iter().filter(|(_, a)| a.ready).map(|(k, _)| k).collect();
+        let entries: Vec<ServiceKey> = ctx
+            .applied
+            .snapshot()
+            .into_iter()
+            .filter(|(_, a)| a.ready)
+            .map(|(k, _)| k)
+            .collect();
         let pace = interval / (entries.len().max(1) as u32);
         for key in entries {
-            PRIORITY.scope(Priority::Background, check_one(&ctx, &key)).await;
+            PRIORITY
+                .scope(Priority::Background, check_one(&ctx, &key))
+                .await;
             tokio::select! { _ = tokio::time::sleep(jitter(pace)) => {}, _ = stop.cancelled() => return }
         }
         let rest = interval.saturating_sub(pass_start.elapsed());
@@ -158,11 +191,15 @@ pub(super) async fn drift(ctx: Arc<Context>, stop: CancellationToken) {
 
 async fn check_one(ctx: &Context, key: &ServiceKey) {
     let _guard = ctx.locks.lock(key).await;
-    let Some(applied) = ctx.applied.get(key) else { return };
+    let Some(applied) = ctx.applied.get(key) else {
+        return;
+    };
     if !applied.ready {
         return;
     }
-    let Some(svc) = cached_service(ctx, key) else { return };
+    let Some(svc) = cached_service(ctx, key) else {
+        return;
+    };
     if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
         return;
     }
@@ -183,7 +220,10 @@ async fn check_one(ctx: &Context, key: &ServiceKey) {
             if let Some(patch) = status::status_patch(&svc, Some(&ingress), None) {
                 info!(service = %key, "drift: published address differed from the cloud; fixed");
                 let api: Api<Service> = Api::namespaced(ctx.client.clone(), &key.namespace);
-                if let Err(e) = api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                if let Err(e) = api
+                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     warn!(service = %key, error = %e, "drift: status patch failed");
                 }
             }
@@ -195,10 +235,16 @@ async fn check_one(ctx: &Context, key: &ServiceKey) {
             // Flip the condition: the Service changes, so the controller re-ensures it with
             // user priority and the usual backoff.
             ctx.applied.invalidate(key);
-            let cond = DesiredCondition::new(false, e.class(), format!("Error syncing load balancer: {e}"));
+            let cond = DesiredCondition::new(
+                false,
+                e.class(),
+                format!("Error syncing load balancer: {e}"),
+            );
             if let Some(patch) = status::status_patch(&svc, None, Some(&cond)) {
                 let api: Api<Service> = Api::namespaced(ctx.client.clone(), &key.namespace);
-                let _ = api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                let _ = api
+                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
             }
         }
     }
@@ -219,7 +265,10 @@ pub(super) async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
         tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stop.cancelled() => return }
         wait = jitter(interval);
         let owned = match PRIORITY
-            .scope(Priority::Background, ctx.with_timeout(ctx.provider.list_owned(&ctx.config.cluster_name)))
+            .scope(
+                Priority::Background,
+                ctx.with_timeout(ctx.provider.list_owned(&ctx.config.cluster_name)),
+            )
             .await
         {
             Ok(r) => r,
@@ -229,7 +278,12 @@ pub(super) async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
                 continue;
             }
         };
-        let live: HashSet<String> = ctx.services.state().iter().filter_map(|s| s.uid()).collect();
+        let live: HashSet<String> = ctx
+            .services
+            .state()
+            .iter()
+            .filter_map(|s| s.uid())
+            .collect();
         let now = Instant::now();
         let mut orphans = HashSet::new();
         for record in owned {
@@ -246,7 +300,12 @@ pub(super) async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
                 warn!(service = %record.service, uid = %record.uid, "orphan sweep (dry run): would delete");
                 continue;
             }
-            let r = PRIORITY.scope(Priority::Background, ctx.with_timeout(ctx.provider.delete(&record))).await;
+            let r = PRIORITY
+                .scope(
+                    Priority::Background,
+                    ctx.with_timeout(ctx.provider.delete(&record)),
+                )
+                .await;
             match r {
                 Ok(()) => {
                     count(&ctx, "sweep", "deleted");

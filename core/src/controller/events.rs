@@ -16,6 +16,8 @@ use rand::Rng;
 use serde_json::json;
 use tracing::{debug, warn};
 
+type EventKey = (String, String, String);
+
 pub const COMPONENT: &str = "frontdesk-controller";
 
 pub const ENSURING: &str = "EnsuringLoadBalancer";
@@ -49,12 +51,17 @@ const CACHE_LIMIT: usize = 20_000;
 pub struct Recorder {
     client: Client,
     host: String,
-    seen: Mutex<HashMap<(String, String, String), (String, i32)>>,
+    /// (object uid, reason, message) -> (event name, count).
+    seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {
     pub fn new(client: Client, host: &str) -> Self {
-        Self { client, host: host.to_string(), seen: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            host: host.to_string(),
+            seen: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Record an event; failures are logged, never returned (an event is not worth a retry).
@@ -70,7 +77,10 @@ impl Recorder {
         };
         if let Some((name, count)) = previous {
             let patch = json!({"count": count + 1, "lastTimestamp": now});
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {
                     self.remember(cache_key, name, count + 1);
                     return;
@@ -98,7 +108,10 @@ impl Recorder {
             reason: Some(reason.to_string()),
             message: Some(message.to_string()),
             type_: Some(kind.as_str().to_string()),
-            source: Some(EventSource { component: Some(COMPONENT.to_string()), host: None }),
+            source: Some(EventSource {
+                component: Some(COMPONENT.to_string()),
+                host: None,
+            }),
             reporting_component: Some(COMPONENT.to_string()),
             reporting_instance: Some(self.host.clone()),
             count: Some(1),
@@ -112,7 +125,7 @@ impl Recorder {
         }
     }
 
-    fn remember(&self, key: (String, String, String), name: String, count: i32) {
+    fn remember(&self, key: EventKey, name: String, count: i32) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= CACHE_LIMIT {
             seen.clear();
@@ -131,7 +144,10 @@ pub fn node_names_for_event(mut names: Vec<String>) -> String {
     if total > LIMIT {
         shown.push(format!("<{} more>", total - LIMIT));
     }
-    format!("[{}] [node names limited, total number of nodes: {total}]", shown.join(" "))
+    format!(
+        "[{}] [node names limited, total number of nodes: {total}]",
+        shown.join(" ")
+    )
 }
 
 #[cfg(test)]

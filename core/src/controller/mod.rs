@@ -51,7 +51,10 @@ pub enum ReconcileError {
 impl ReconcileError {
     pub fn class(&self) -> &'static str {
         match self {
-            ReconcileError::Kube { source: kube::Error::Api(s), .. } if s.code == 409 => "Conflict",
+            ReconcileError::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 409 => "Conflict",
             ReconcileError::Kube { .. } => "KubeApi",
             ReconcileError::Provider(e) => e.class(),
             ReconcileError::Internal(_) => "Internal",
@@ -87,7 +90,10 @@ pub struct Context {
 
 impl Context {
     fn metrics_reconcile(&self, action: &str, result: &str) {
-        let labels = ReconcileLabels { action: action.to_string(), result: result.to_string() };
+        let labels = ReconcileLabels {
+            action: action.to_string(),
+            result: result.to_string(),
+        };
         self.metrics.reconciles.get_or_create(&labels).inc();
         if result != "ok" {
             self.metrics.reconcile_errors.get_or_create(&labels).inc();
@@ -110,12 +116,14 @@ impl Context {
     }
 
     fn observe_time_to_address(&self, svc: &Service) {
-        let Some(created) = svc.metadata.creation_timestamp.as_ref() else { return };
+        let Some(created) = svc.metadata.creation_timestamp.as_ref() else {
+            return;
+        };
         let now = k8s_openapi::jiff::Timestamp::now();
-        if let Ok(span) = now.since(created.0) {
-            if let Ok(d) = span.total(k8s_openapi::jiff::Unit::Second) {
-                self.metrics.create_to_address.observe(d.max(0.0));
-            }
+        if let Ok(span) = now.since(created.0)
+            && let Ok(d) = span.total(k8s_openapi::jiff::Unit::Second)
+        {
+            self.metrics.create_to_address.observe(d.max(0.0));
         }
     }
 
@@ -127,12 +135,17 @@ impl Context {
 }
 
 pub fn service_key(svc: &Service) -> ServiceKey {
-    ServiceKey::new(svc.namespace().unwrap_or_else(|| "default".to_string()), svc.name_any())
+    ServiceKey::new(
+        svc.namespace().unwrap_or_else(|| "default".to_string()),
+        svc.name_any(),
+    )
 }
 
 /// The claim rule: `type: LoadBalancer`, and either our class or (if we take them) no class.
 pub fn claims(svc: &Service, config: &ControllerConfig) -> bool {
-    let Some(spec) = svc.spec.as_ref() else { return false };
+    let Some(spec) = svc.spec.as_ref() else {
+        return false;
+    };
     if spec.type_.as_deref() != Some("LoadBalancer") {
         return false;
     }
@@ -174,9 +187,10 @@ fn error_policy(svc: Arc<Service>, err: &ReconcileError, ctx: Arc<Context>) -> A
     ctx.metrics_reconcile("apply", err.class());
     match err {
         // Someone wrote the Service between our read and our write: just look again.
-        ReconcileError::Kube { source: kube::Error::Api(s), .. } if s.code == 409 || s.code == 404 => {
-            Action::requeue(Duration::from_millis(200))
-        }
+        ReconcileError::Kube {
+            source: kube::Error::Api(s),
+            ..
+        } if s.code == 409 || s.code == 404 => Action::requeue(Duration::from_millis(200)),
         _ => {
             warn!(service = %key, error = %err, "reconcile failed");
             Action::requeue(ctx.backoffs.next_delay(&key))
@@ -224,7 +238,16 @@ pub async fn run(
         tokio::spawn(async move { e.hold(lead_tx).await });
     }
     metrics.leader.set(1);
-    let result = lead(client, provider, config, metrics.clone(), shutdown.clone(), &mut lead_rx, &id).await;
+    let result = lead(
+        client,
+        provider,
+        config,
+        metrics.clone(),
+        shutdown.clone(),
+        &mut lead_rx,
+        &id,
+    )
+    .await;
     metrics.leader.set(0);
     if let Some(elector) = &elector {
         elector.release().await;
@@ -269,7 +292,11 @@ async fn lead(
     let (services, svc_writer) = reflector::store::<Service>();
     let svc_stream = reflector::reflector(
         svc_writer,
-        watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).modify(slim_service),
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .modify(slim_service),
     )
     .default_backoff()
     .touched_objects();
@@ -305,7 +332,11 @@ async fn lead(
     });
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(background::node_sync(ctx.clone(), node_changed, stop.clone()));
+    tasks.spawn(background::node_sync(
+        ctx.clone(),
+        node_changed,
+        stop.clone(),
+    ));
     tasks.spawn(background::drift(ctx.clone(), stop.clone()));
     tasks.spawn(background::sweep(ctx.clone(), stop.clone()));
     tasks.spawn(background::queue_metrics(ctx.clone(), stop.clone()));

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
@@ -39,11 +39,25 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
             ctx.applied.remove(&key);
             return Ok(Action::await_change());
         }
-        Err(e) => return Err(ReconcileError::Kube { step: "read service", source: e }),
+        Err(e) => {
+            return Err(ReconcileError::Kube {
+                step: "read service",
+                source: e,
+            });
+        }
     };
-    let result = PRIORITY.scope(Priority::User, reconcile_live(&live, &api, &ctx)).await;
+    let result = PRIORITY
+        .scope(Priority::User, reconcile_live(&live, &api, &ctx))
+        .await;
     match &result {
-        Ok(_) => ctx.metrics_reconcile(if claims(&live, &ctx.config) { "apply" } else { "cleanup" }, "ok"),
+        Ok(_) => ctx.metrics_reconcile(
+            if claims(&live, &ctx.config) {
+                "apply"
+            } else {
+                "cleanup"
+            },
+            "ok",
+        ),
         Err(e) => ctx.metrics_reconcile("apply", e.class()),
     }
     result
@@ -55,7 +69,10 @@ async fn reconcile_live(
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
     let key = service_key(svc);
-    let record = naming::read_record(svc).ok().flatten().filter(|r| r.cluster == ctx.config.cluster_name);
+    let record = naming::read_record(svc)
+        .ok()
+        .flatten()
+        .filter(|r| r.cluster == ctx.config.cluster_name);
     if svc.metadata.deletion_timestamp.is_some() || !claims(svc, &ctx.config) {
         return match record {
             Some(record) => cleanup(svc, api, ctx, record).await,
@@ -89,7 +106,11 @@ async fn apply(
     let spec = match build_spec(&input) {
         Ok(spec) => spec,
         Err(errors) => {
-            let message = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+            let message = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
             return invalid(svc, api, ctx, &message).await;
         }
     };
@@ -111,7 +132,13 @@ async fn apply(
         debug!(service = %key, "converged before restart; trusting it (drift check verifies)");
         ctx.applied.insert(
             key,
-            Applied { uid, fingerprint, nodes_version, record: planned, ready: true },
+            Applied {
+                uid,
+                fingerprint,
+                nodes_version,
+                record: planned,
+                ready: true,
+            },
         );
         return Ok(Action::await_change());
     }
@@ -127,10 +154,22 @@ async fn apply(
         _ => planned.clone(),
     };
     patch_metadata(api, svc, Some(&record), Some(fingerprint), true).await?;
-    ctx.events.publish(svc, EventType::Normal, events::ENSURING, "Ensuring load balancer").await;
+    ctx.events
+        .publish(
+            svc,
+            EventType::Normal,
+            events::ENSURING,
+            "Ensuring load balancer",
+        )
+        .await;
     if caps.node_backends && nodes.is_empty() {
         ctx.events
-            .publish(svc, EventType::Warning, events::UNAVAILABLE, "There are no available nodes for LoadBalancer")
+            .publish(
+                svc,
+                EventType::Warning,
+                events::UNAVAILABLE,
+                "There are no available nodes for LoadBalancer",
+            )
             .await;
     }
 
@@ -139,14 +178,25 @@ async fn apply(
     match outcome {
         Ok(EnsureOutcome::Ready(lb)) => {
             let ingress = status::to_ingress(&lb);
-            let ready = DesiredCondition::new(true, reason::READY, "Load balancer is provisioned and serving");
+            let ready = DesiredCondition::new(
+                true,
+                reason::READY,
+                "Load balancer is provisioned and serving",
+            );
             let first_address = status::current_ingress(svc).is_empty() && !ingress.is_empty();
             patch_status(api, svc, Some(&ingress), Some(&ready), false).await?;
             if record != planned {
                 // Resources of an older spec are gone now: shrink the record to what exists.
                 patch_metadata(api, svc, Some(&planned), Some(fingerprint), true).await?;
             }
-            ctx.events.publish(svc, EventType::Normal, events::ENSURED, "Ensured load balancer").await;
+            ctx.events
+                .publish(
+                    svc,
+                    EventType::Normal,
+                    events::ENSURED,
+                    "Ensured load balancer",
+                )
+                .await;
             if first_address {
                 ctx.observe_time_to_address(svc);
             }
@@ -154,37 +204,60 @@ async fn apply(
             info!(service = %key, ingress = ?lb.ingress, "load balancer ensured");
             ctx.applied.insert(
                 key,
-                Applied { uid, fingerprint, nodes_version, record: planned, ready: true },
+                Applied {
+                    uid,
+                    fingerprint,
+                    nodes_version,
+                    record: planned,
+                    ready: true,
+                },
             );
             Ok(Action::await_change())
         }
-        Ok(EnsureOutcome::Provisioning { status: lb, retry_after }) => {
+        Ok(EnsureOutcome::Provisioning {
+            status: lb,
+            retry_after,
+        }) => {
             let ingress = lb.as_ref().map(status::to_ingress);
             let cond = DesiredCondition::new(
                 false,
                 reason::PROVISIONING,
-                format!("The cloud is still provisioning the load balancer; checking again in {}s", retry_after.as_secs()),
+                format!(
+                    "The cloud is still provisioning the load balancer; checking again in {}s",
+                    retry_after.as_secs()
+                ),
             );
             patch_status(api, svc, ingress.as_deref(), Some(&cond), false).await?;
             ctx.applied.insert(
                 key,
-                Applied { uid, fingerprint, nodes_version, record: planned, ready: false },
+                Applied {
+                    uid,
+                    fingerprint,
+                    nodes_version,
+                    record: planned,
+                    ready: false,
+                },
             );
             Ok(Action::requeue(retry_after.max(Duration::from_millis(200))))
         }
         Err(e) => {
             ctx.applied.invalidate(&key);
             let message = format!("Error syncing load balancer: {e}");
-            ctx.events.publish(svc, EventType::Warning, events::SYNC_FAILED, &message).await;
+            ctx.events
+                .publish(svc, EventType::Warning, events::SYNC_FAILED, &message)
+                .await;
             let cond = DesiredCondition::new(false, e.class(), message.clone());
             patch_status(api, svc, None, Some(&cond), false).await?;
             warn!(service = %key, error = %e, "ensure failed");
             match e {
                 // The user must change the Service; retrying now would fail the same way.
                 ProviderError::InvalidSpec { .. } => Ok(Action::await_change()),
-                ProviderError::Throttled { retry_after: Some(after), .. } => {
-                    Ok(Action::requeue(after.max(ctx.backoffs.next_delay(&key).min(after * 2))))
-                }
+                ProviderError::Throttled {
+                    retry_after: Some(after),
+                    ..
+                } => Ok(Action::requeue(
+                    after.max(ctx.backoffs.next_delay(&key).min(after * 2)),
+                )),
                 _ => Ok(Action::requeue(ctx.backoffs.next_delay(&key))),
             }
         }
@@ -194,7 +267,11 @@ async fn apply(
 /// After a restart the in-memory state is empty. A Service whose condition says Ready for the
 /// very spec we would apply (fingerprint annotation) and that carries our record is trusted
 /// without a cloud call; the drift check verifies it at background priority.
-fn trusted_after_restart(svc: &Service, fingerprint: u64, record: Option<&ProvisioningRecord>) -> bool {
+fn trusted_after_restart(
+    svc: &Service,
+    fingerprint: u64,
+    record: Option<&ProvisioningRecord>,
+) -> bool {
     let uid = svc.uid().unwrap_or_default();
     record.is_some_and(|r| r.uid == uid)
         && svc.finalizers().iter().any(|f| f == FINALIZER)
@@ -216,7 +293,9 @@ async fn invalid(
     // Only speak up when the condition changes: a bad spec is reported once, not on every resync.
     let changed = status::status_patch(svc, None, Some(&cond)).is_some();
     if changed {
-        ctx.events.publish(svc, EventType::Warning, events::SYNC_FAILED, &text).await;
+        ctx.events
+            .publish(svc, EventType::Warning, events::SYNC_FAILED, &text)
+            .await;
         patch_status(api, svc, None, Some(&cond), false).await?;
     }
     warn!(service = %key, %message, "service spec cannot be provisioned");
@@ -237,12 +316,21 @@ async fn cleanup(
         let cond = DesiredCondition::new(false, reason::DELETING, "Deleting load balancer");
         patch_status(api, svc, None, Some(&cond), false).await?;
     }
-    ctx.events.publish(svc, EventType::Normal, events::DELETING, "Deleting load balancer").await;
+    ctx.events
+        .publish(
+            svc,
+            EventType::Normal,
+            events::DELETING,
+            "Deleting load balancer",
+        )
+        .await;
     match ctx.with_timeout(ctx.provider.delete(&record)).await {
         Ok(()) | Err(ProviderError::NotFound(_)) => {}
         Err(e) => {
             let message = format!("Error deleting load balancer: {e}");
-            ctx.events.publish(svc, EventType::Warning, events::SYNC_FAILED, &message).await;
+            ctx.events
+                .publish(svc, EventType::Warning, events::SYNC_FAILED, &message)
+                .await;
             if !gone {
                 let cond = DesiredCondition::new(false, e.class(), message);
                 patch_status(api, svc, None, Some(&cond), false).await?;
@@ -250,15 +338,24 @@ async fn cleanup(
             return Ok(Action::requeue(ctx.backoffs.next_delay(&key)));
         }
     }
-    if !gone {
-        if let Some(patch) = status::clear_patch(svc) {
-            *svc = api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| ReconcileError::Kube { step: "clear status", source: e })?;
-        }
+    if !gone && let Some(patch) = status::clear_patch(svc) {
+        *svc = api
+            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| ReconcileError::Kube {
+                step: "clear status",
+                source: e,
+            })?;
     }
     patch_metadata(api, svc, None, None, false).await?;
-    ctx.events.publish(svc, EventType::Normal, events::DELETED, "Deleted load balancer").await;
+    ctx.events
+        .publish(
+            svc,
+            EventType::Normal,
+            events::DELETED,
+            "Deleted load balancer",
+        )
+        .await;
     ctx.applied.remove(&key);
     ctx.backoffs.reset(&key);
     info!(service = %key, "load balancer deleted");
@@ -275,16 +372,26 @@ async fn patch_status(
     clear_ingress: bool,
 ) -> Result<(), ReconcileError> {
     let empty = [];
-    let ingress = if clear_ingress && ingress.is_none() && !status::current_ingress(svc).is_empty() {
+    let ingress = if clear_ingress && ingress.is_none() && !status::current_ingress(svc).is_empty()
+    {
         Some(&empty[..])
     } else {
         ingress
     };
-    let Some(patch) = status::status_patch(svc, ingress, condition) else { return Ok(()) };
+    let Some(patch) = status::status_patch(svc, ingress, condition) else {
+        return Ok(());
+    };
     *svc = api
-        .patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &svc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
-        .map_err(|e| ReconcileError::Kube { step: "patch status", source: e })?;
+        .map_err(|e| ReconcileError::Kube {
+            step: "patch status",
+            source: e,
+        })?;
     Ok(())
 }
 
@@ -299,7 +406,11 @@ async fn patch_metadata(
     finalizer: bool,
 ) -> Result<(), ReconcileError> {
     let current = svc.finalizers().to_vec();
-    let mut wanted: Vec<String> = current.iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let mut wanted: Vec<String> = current
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     if finalizer {
         wanted.push(FINALIZER.to_string());
     }
@@ -311,7 +422,10 @@ async fn patch_metadata(
     let mut annotations = serde_json::Map::new();
     for (k, v) in [
         (RECORD_ANNOTATION, record.map(naming::encode_record)),
-        (FINGERPRINT_ANNOTATION, fingerprint.map(|f| format!("{f:016x}"))),
+        (
+            FINGERPRINT_ANNOTATION,
+            fingerprint.map(|f| format!("{f:016x}")),
+        ),
     ] {
         if existing.get(k) != v.as_ref() {
             annotations.insert(k.to_string(), v.map(Value::String).unwrap_or(Value::Null));
@@ -326,8 +440,15 @@ async fn patch_metadata(
     metadata.insert("resourceVersion".to_string(), json!(svc.resource_version()));
     let patch = json!({ "metadata": metadata });
     *svc = api
-        .patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &svc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
-        .map_err(|e| ReconcileError::Kube { step: "patch metadata", source: e })?;
+        .map_err(|e| ReconcileError::Kube {
+            step: "patch metadata",
+            source: e,
+        })?;
     Ok(())
 }

@@ -28,25 +28,44 @@ pub struct AppliedMap {
 
 impl AppliedMap {
     pub fn get(&self, key: &ServiceKey) -> Option<Applied> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
     pub fn insert(&self, key: ServiceKey, applied: Applied) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(key, applied);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, applied);
     }
     pub fn remove(&self, key: &ServiceKey) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
     /// Mark one entry as needing a full ensure on its next reconcile.
     pub fn invalidate(&self, key: &ServiceKey) {
-        if let Some(a) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
+        if let Some(a) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(key)
+        {
             a.ready = false;
         }
     }
     pub fn set_nodes_version(&self, key: &ServiceKey, uid: &str, version: u64) {
-        if let Some(a) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
-            if a.uid == uid {
-                a.nodes_version = version;
-            }
+        if let Some(a) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(key)
+            && a.uid == uid
+        {
+            a.nodes_version = version;
         }
     }
     pub fn snapshot(&self) -> Vec<(ServiceKey, Applied)> {
@@ -99,18 +118,26 @@ impl Backoffs {
             .with_factor(2.0)
             .with_jitter()
             .without_max_times();
-        Self { builder, inner: Mutex::new(HashMap::new()) }
+        Self {
+            builder,
+            inner: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The delay before the next attempt after one more failure.
     pub fn next_delay(&self, key: &ServiceKey) -> Duration {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let b = map.entry(key.clone()).or_insert_with(|| self.builder.build());
+        let b = map
+            .entry(key.clone())
+            .or_insert_with(|| self.builder.build());
         b.next().unwrap_or(Duration::from_secs(300))
     }
 
     pub fn reset(&self, key: &ServiceKey) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// Services currently waiting on a retry.
@@ -158,7 +185,10 @@ mod tests {
         let k = ServiceKey::new("default", "web");
         let d: Vec<Duration> = (0..10).map(|_| b.next_delay(&k)).collect();
         // Jitter adds up to one more delay unit, never less than the ladder.
-        assert!(d[0] >= Duration::from_secs(5) && d[0] <= Duration::from_secs(10), "{d:?}");
+        assert!(
+            d[0] >= Duration::from_secs(5) && d[0] <= Duration::from_secs(10),
+            "{d:?}"
+        );
         assert!(d[3] >= Duration::from_secs(40), "{d:?}");
         assert!(d[9] <= Duration::from_secs(600), "{d:?}");
         b.reset(&k);
@@ -168,7 +198,12 @@ mod tests {
     #[test]
     fn backends_version_only_moves_on_change() {
         let b = Backends::default();
-        let n = BackendNode { name: "a".into(), provider_id: None, addresses: vec![], zone: None };
+        let n = BackendNode {
+            name: "a".into(),
+            provider_id: None,
+            addresses: vec![],
+            zone: None,
+        };
         let (v1, changed) = b.update(vec![n.clone()]);
         assert!(changed);
         let (v2, changed) = b.update(vec![n]);

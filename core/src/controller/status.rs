@@ -32,7 +32,11 @@ pub struct DesiredCondition {
 
 impl DesiredCondition {
     pub fn new(ready: bool, reason: &str, message: impl Into<String>) -> Self {
-        Self { ready, reason: reason.to_string(), message: message.into() }
+        Self {
+            ready,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -56,11 +60,18 @@ pub fn to_ingress(status: &LoadBalancerStatus) -> Vec<LoadBalancerIngress> {
 /// Upstream's `LoadBalancerStatusEqual`: same order, ip, hostname and ipMode; ports ignored.
 fn ingress_equal(a: &[LoadBalancerIngress], b: &[LoadBalancerIngress]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| x.ip == y.ip && x.hostname == y.hostname && x.ip_mode == y.ip_mode)
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.ip == y.ip && x.hostname == y.hostname && x.ip_mode == y.ip_mode)
 }
 
 pub fn current_condition(svc: &Service) -> Option<&Condition> {
-    svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == CONDITION_TYPE)
+    svc.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == CONDITION_TYPE)
 }
 
 pub fn current_ingress(svc: &Service) -> Vec<LoadBalancerIngress> {
@@ -79,10 +90,10 @@ pub fn status_patch(
     condition: Option<&DesiredCondition>,
 ) -> Option<Value> {
     let mut status = serde_json::Map::new();
-    if let Some(wanted) = ingress {
-        if !ingress_equal(&current_ingress(svc), wanted) {
-            status.insert("loadBalancer".to_string(), json!({ "ingress": wanted }));
-        }
+    if let Some(wanted) = ingress
+        && !ingress_equal(&current_ingress(svc), wanted)
+    {
+        status.insert("loadBalancer".to_string(), json!({ "ingress": wanted }));
     }
     if let Some(want) = condition {
         let generation = svc.metadata.generation;
@@ -120,7 +131,11 @@ pub fn status_patch(
             status.insert("conditions".to_string(), json!(all));
         }
     }
-    if status.is_empty() { None } else { Some(json!({ "status": status })) }
+    if status.is_empty() {
+        None
+    } else {
+        Some(json!({ "status": status }))
+    }
 }
 
 /// The patch that removes everything frontdesk wrote to `/status` (after cleanup of a Service
@@ -139,7 +154,11 @@ pub fn clear_patch(svc: &Service) -> Option<Value> {
         .into_iter()
         .filter(|c| c.type_ != CONDITION_TYPE)
         .collect();
-    let conditions = if others.is_empty() { Value::Null } else { json!(others) };
+    let conditions = if others.is_empty() {
+        Value::Null
+    } else {
+        json!(others)
+    };
     Some(json!({"status": {"loadBalancer": {"ingress": null}, "conditions": conditions}}))
 }
 
@@ -151,9 +170,14 @@ mod tests {
 
     fn svc_with(ingress: Vec<LoadBalancerIngress>, conditions: Vec<Condition>) -> Service {
         Service {
-            metadata: kube::api::ObjectMeta { generation: Some(3), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                generation: Some(3),
+                ..Default::default()
+            },
             status: Some(ServiceStatus {
-                load_balancer: Some(K8sLbStatus { ingress: Some(ingress) }),
+                load_balancer: Some(K8sLbStatus {
+                    ingress: Some(ingress),
+                }),
                 conditions: Some(conditions),
             }),
             ..Default::default()
@@ -162,21 +186,37 @@ mod tests {
 
     fn lb(ip: &str) -> Vec<LoadBalancerIngress> {
         to_ingress(&LoadBalancerStatus {
-            ingress: vec![Ingress { ip: Some(ip.parse().unwrap()), hostname: None, ip_mode: Some(IpMode::Vip) }],
+            ingress: vec![Ingress {
+                ip: Some(ip.parse().unwrap()),
+                hostname: None,
+                ip_mode: Some(IpMode::Vip),
+            }],
         })
     }
 
     #[test]
     fn no_patch_when_nothing_changes() {
         let ready = DesiredCondition::new(true, reason::READY, "ok");
-        let first = status_patch(&svc_with(vec![], vec![]), Some(&lb("203.0.113.5")), Some(&ready)).unwrap();
-        let conds: Vec<Condition> = serde_json::from_value(first["status"]["conditions"].clone()).unwrap();
+        let first = status_patch(
+            &svc_with(vec![], vec![]),
+            Some(&lb("203.0.113.5")),
+            Some(&ready),
+        )
+        .unwrap();
+        let conds: Vec<Condition> =
+            serde_json::from_value(first["status"]["conditions"].clone()).unwrap();
         let svc = svc_with(lb("203.0.113.5"), conds);
-        assert_eq!(status_patch(&svc, Some(&lb("203.0.113.5")), Some(&ready)), None);
+        assert_eq!(
+            status_patch(&svc, Some(&lb("203.0.113.5")), Some(&ready)),
+            None
+        );
         // A different address is a change; the condition is untouched.
         let p = status_patch(&svc, Some(&lb("203.0.113.6")), Some(&ready)).unwrap();
         assert!(p["status"].get("conditions").is_none());
-        assert_eq!(p["status"]["loadBalancer"]["ingress"][0]["ip"], "203.0.113.6");
+        assert_eq!(
+            p["status"]["loadBalancer"]["ingress"][0]["ip"],
+            "203.0.113.6"
+        );
         assert_eq!(p["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP");
     }
 
@@ -201,7 +241,8 @@ mod tests {
         let svc = svc_with(vec![], vec![foreign.clone(), mine]);
         let want = DesiredCondition::new(false, "Throttled", "slow down");
         let p = status_patch(&svc, None, Some(&want)).unwrap();
-        let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
+        let conds: Vec<Condition> =
+            serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[0], foreign);
         // Still False: the transition time does not move.
