@@ -24,9 +24,23 @@ pub struct Instance {
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
 /// The instance registry shared by every front of the mock cloud and by the sandbox cluster.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Instances {
     inner: Arc<RwLock<Vec<Instance>>>,
+    /// Bumped on every launch or termination, so the sandbox can keep its Nodes in step.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Instances ever launched: ids and addresses are never reused.
+    launched: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for Instances {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            launched: Arc::default(),
+        }
+    }
 }
 
 impl Instances {
@@ -43,7 +57,7 @@ impl Instances {
     /// Launch one more instance and return it.
     pub fn add(&self, provider_scheme: &str) -> Instance {
         let mut list = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let n = list.len() + 1;
+        let n = self.launched.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let zone = ZONES[(n - 1) % ZONES.len()].to_string();
         let id = format!("i-{n:017x}");
         // 10.0.<hi>.<lo>, skipping .0 and .255 host bytes would be overkill: n < 65000.
@@ -51,7 +65,14 @@ impl Instances {
         let provider_id = format!("{provider_scheme}:///{zone}/{id}");
         let inst = Instance { id, name: format!("node-{n}"), zone, private_ip, provider_id };
         list.push(inst.clone());
+        drop(list);
+        self.changes.send_modify(|g| *g += 1);
         inst
+    }
+
+    /// Wakes whenever an instance is launched or terminated.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn list(&self) -> Vec<Instance> {
@@ -71,7 +92,10 @@ impl Instances {
     pub fn remove(&self, id: &str) -> Option<Instance> {
         let mut list = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let pos = list.iter().position(|i| i.id == id)?;
-        Some(list.remove(pos))
+        let gone = list.remove(pos);
+        drop(list);
+        self.changes.send_modify(|g| *g += 1);
+        Some(gone)
     }
 }
 
@@ -94,5 +118,9 @@ mod tests {
         assert!(reg.get(&list[5].id).is_some());
         assert!(reg.remove(&list[5].id).is_some());
         assert!(reg.get(&list[5].id).is_none());
+        // A new instance never reuses a terminated one's id or address.
+        let next = reg.add("mock");
+        assert_eq!(next.name, "node-601");
+        assert!(!ips.contains(&next.private_ip));
     }
 }
