@@ -119,7 +119,7 @@ fn describe(op: &PatchOperation, kind: &PatchErrorKind) -> PatchError {
 }
 
 /// How Go's encoding/json names a JSON value's type in unmarshal errors.
-fn go_type_name(v: &Value) -> &'static str {
+pub(super) fn go_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
