@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 
-use crate::naming::RECORD_ANNOTATION;
+use crate::naming::{APPLIED_FINGERPRINT, RECORD_ANNOTATION};
 
 /// The node label lives with the node predicates; re-exported so all keys are reachable here.
 pub use crate::nodes::EXCLUDE_BALANCER_LABEL;
@@ -32,7 +32,7 @@ pub const LOAD_BALANCER_IPS: &str = "frontdesk.dev/load-balancer-ips";
 /// Annotations that are bookkeeping of a client or of frontdesk itself. They never describe the
 /// load balancer, so they are neither handed to providers nor allowed to trigger cloud work
 /// (writing the record must not re-trigger the reconcile that wrote it).
-pub const BOOKKEEPING: &[&str] = &[LAST_APPLIED, RECORD_ANNOTATION];
+pub const BOOKKEEPING: &[&str] = &[LAST_APPLIED, RECORD_ANNOTATION, APPLIED_FINGERPRINT];
 
 /// Annotation domains (the part before `/`, including subdomains) that frontdesk or one of
 /// its providers reads. Only annotations under these take part in the change fingerprint, so
@@ -94,8 +94,13 @@ impl AnnotationError {
 
     /// The field path in Kubernetes' notation, for conditions and `SpecError`.
     pub fn field(&self) -> String {
-        format!("metadata.annotations[{}]", self.key)
+        annotation_field(&self.key)
     }
+}
+
+/// `metadata.annotations[<key>]`: how Kubernetes names an annotation in field paths.
+pub fn annotation_field(key: &str) -> String {
+    format!("metadata.annotations[{key}]")
 }
 
 /// Go's `strconv.ParseBool`, exactly: Kubernetes labels and most upstream annotations are parsed
@@ -228,6 +233,7 @@ pub fn get_bool(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -375,6 +381,7 @@ mod tests {
                     [
                         (LAST_APPLIED, "{}"),
                         (RECORD_ANNOTATION, "{}"),
+                        (APPLIED_FINGERPRINT, "00ff"),
                         (INTERNAL, "true"),
                         ("external-dns.alpha.kubernetes.io/hostname", "x.example.com"),
                     ]
@@ -414,6 +421,7 @@ mod tests {
             ("frontdesk.dev.evil.com/x", false),
             (LAST_APPLIED, false),
             (RECORD_ANNOTATION, false),
+            (APPLIED_FINGERPRINT, false),
             ("external-dns.alpha.kubernetes.io/hostname", false),
             ("argocd.argoproj.io/tracking-id", false),
             ("meta.helm.sh/release-name", false),

@@ -17,6 +17,11 @@ pub const FINALIZER: &str = "service.kubernetes.io/load-balancer-cleanup";
 /// Annotation holding the encoded [`ProvisioningRecord`].
 pub const RECORD_ANNOTATION: &str = "frontdesk.dev/provisioning-record";
 
+/// Annotation where the controller stores the fingerprint (`spec::lb_fingerprint`) of the last
+/// successfully applied Service, so an unchanged Service is not re-ensured after a restart.
+/// It is bookkeeping: it never takes part in the fingerprint itself (that would never settle).
+pub const APPLIED_FINGERPRINT: &str = "frontdesk.dev/applied-fingerprint";
+
 /// Tag keys every cloud resource carries.
 pub const TAG_CLUSTER: &str = "frontdesk.dev/cluster";
 /// Value `namespace/name`.
@@ -134,6 +139,7 @@ pub fn read_record(svc: &Service) -> Result<Option<ProvisioningRecord>, RecordEr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::provider::ResourceRef;
