@@ -261,4 +261,35 @@ mod tests {
         )]));
         assert!(read_record(&svc).is_err());
     }
+
+    /// Fuzz-style: decoding arbitrary annotation text never panics, including mutations of a
+    /// valid record (the annotation is user-editable).
+    #[test]
+    fn decode_never_panics() {
+        use rand::Rng;
+        let valid = encode_record(&record(&[("loadbalancer", "lb")]));
+        let alphabet: Vec<char> = "{}[]\":,0123456789vuidnamespace \\é".chars().collect();
+        let mut rng = rand::rng();
+        for _ in 0..2000 {
+            let mut s: Vec<char> = if rng.random_bool(0.5) {
+                valid.chars().collect()
+            } else {
+                Vec::new()
+            };
+            for _ in 0..rng.random_range(1..8) {
+                let c = alphabet[rng.random_range(0..alphabet.len())];
+                if s.is_empty() || rng.random_bool(0.5) {
+                    let at = rng.random_range(0..=s.len());
+                    s.insert(at, c);
+                } else {
+                    let at = rng.random_range(0..s.len());
+                    s[at] = c;
+                }
+            }
+            let text: String = s.into_iter().collect();
+            if let Err(e) = decode_record(&text) {
+                assert!(e.to_string().contains(RECORD_ANNOTATION));
+            }
+        }
+    }
 }
