@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use crate::annotations::AnnotationError;
 use crate::provider::BackendNode;
 
-pub use build::build_spec;
+pub use build::{DEFAULT_AFFINITY_TIMEOUT, HEALTH_CHECK_PATH, MAX_AFFINITY_TIMEOUT, build_spec};
 pub use claim::{ClaimPolicy, has_finalizer, is_load_balancer, needs_cleanup, wants_load_balancer};
 pub use fingerprint::lb_fingerprint;
 
