@@ -15,3 +15,6 @@ pub mod builtin;
 pub mod crd;
 pub mod selectors;
 pub mod store;
+pub mod sandbox;
+pub mod server;
+pub mod watch;
