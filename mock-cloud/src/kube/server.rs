@@ -5,6 +5,8 @@
 
 mod path;
 mod read;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::sync::Arc;
