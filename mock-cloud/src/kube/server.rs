@@ -3,6 +3,8 @@
 //! `/apis/{group}/{version}` form, the legacy `watch/` prefix), because the route table changes
 //! at run time with every CRD. Every error is answered as a `Status` object.
 
+#[cfg(test)]
+mod kubectl_tests;
 mod path;
 mod read;
 #[cfg(test)]

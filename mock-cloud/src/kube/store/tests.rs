@@ -45,7 +45,15 @@ fn create_sets_metadata_and_rv() {
     assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
     assert!(a["metadata"].get("generation").is_none());
     let s = store.create("", "services", svc("web")).unwrap();
-    assert_eq!(s["metadata"]["generation"], 1);
+    assert!(s["metadata"].get("generation").is_none());
+    let d = store
+        .create(
+            "apps",
+            "deployments",
+            json!({"metadata": {"name": "d", "namespace": "default"}, "spec": {}}),
+        )
+        .unwrap();
+    assert_eq!(d["metadata"]["generation"], 1);
     let err = store.create("", "configmaps", cm("a")).unwrap_err();
     assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(err.message, "configmaps \"a\" already exists");
@@ -85,7 +93,6 @@ fn update_conflicts_and_noops() {
     let mut stale = (*a).clone();
     stale["spec"]["ports"][0]["port"] = json!(81);
     let b = store.update("", "services", stale.clone()).unwrap();
-    assert_eq!(b["metadata"]["generation"], 2);
     let err = store.update("", "services", stale).unwrap_err();
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     // No-op: same content, no RV bump.
@@ -97,7 +104,6 @@ fn update_conflicts_and_noops() {
     l["metadata"]["labels"]["x"] = json!("y");
     let d = store.update("", "services", l).unwrap();
     assert!(rv(&d) > rv(&c));
-    assert_eq!(d["metadata"]["generation"], 2);
 }
 
 #[test]
@@ -115,7 +121,6 @@ fn status_subresource_separation() {
         s["spec"]["ports"][0]["port"], 80,
         "spec unchanged by /status"
     );
-    assert_eq!(s["metadata"]["generation"], 1);
     // Main resource ignores status.
     let mut main = (*s).clone();
     main["status"] = json!({});
@@ -340,4 +345,28 @@ fn crd_registers_and_unregisters() {
         .unwrap();
     assert!(store.resource("example.com", "widgets").is_none());
     assert!(store.list("example.com", "widgets", None).0.is_empty());
+}
+
+#[test]
+fn generation_follows_spec_only() {
+    let store = Store::default();
+    let d = store
+        .create(
+            "apps",
+            "deployments",
+            json!({"metadata": {"name": "d", "namespace": "default"}, "spec": {"replicas": 1}}),
+        )
+        .unwrap();
+    let mut x = (*d).clone();
+    x["metadata"]["labels"] = json!({"a": "b"});
+    let x = store.update("apps", "deployments", x).unwrap();
+    assert_eq!(x["metadata"]["generation"], 1);
+    let mut y = (*x).clone();
+    y["status"] = json!({"replicas": 1});
+    let y = store.update_status("apps", "deployments", y).unwrap();
+    assert_eq!(y["metadata"]["generation"], 1);
+    let mut z = (*y).clone();
+    z["spec"]["replicas"] = json!(3);
+    let z = store.update("apps", "deployments", z).unwrap();
+    assert_eq!(z["metadata"]["generation"], 2);
 }

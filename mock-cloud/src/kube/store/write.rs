@@ -19,6 +19,12 @@ fn is_crd(info: &ResourceInfo) -> bool {
     info.group == CRD_GROUP && info.plural == CRD_PLURAL
 }
 
+/// Kinds whose registry strategy sets `metadata.generation` upstream (Services, ConfigMaps,
+/// Nodes, ... have none).
+fn tracks_generation(info: &ResourceInfo) -> bool {
+    info.custom || matches!(info.group.as_str(), "apps" | CRD_GROUP)
+}
+
 fn set_meta(obj: &mut Value, k: &str, v: Value) {
     if let Some(m) = meta_mut(obj) {
         m.insert(k.to_string(), v);
@@ -170,7 +176,7 @@ impl State {
             Value::String(uuid::Uuid::new_v4().to_string()),
         );
         set_meta(&mut obj, "creationTimestamp", Value::String(now.clone()));
-        if obj.get("spec").is_some() || info.custom {
+        if tracks_generation(info) {
             set_meta(&mut obj, "generation", json!(1));
         } else {
             remove_meta(&mut obj, "generation");
