@@ -153,10 +153,8 @@ impl Ty {
         use Ty::*;
         match (self, name) {
             (Unknown, _) => plain(Unknown),
-            (Generic { builtin }, "metadata") => Field {
-                always_present: builtin,
-                ..plain(ObjectMeta)
-            },
+            // ObjectMeta is always there, for custom resources too.
+            (Generic { .. }, "metadata") => present(ObjectMeta),
             (Generic { builtin }, "spec" | "status") => Field {
                 always_present: builtin,
                 ..plain(Unknown)
