@@ -278,3 +278,30 @@ fn errors() {
         );
     }
 }
+
+#[test]
+fn kubectl_apply_adds_and_deletes_ports() {
+    let mut svc = lb_service();
+    svc["spec"]["ports"] = json!([
+        {"name": "a", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080},
+        {"name": "b", "port": 443, "protocol": "TCP", "targetPort": 8443, "nodePort": 30443}
+    ]);
+    // kubectl's patch for a manifest that drops 80, keeps 443 and adds 8000 before it.
+    let patch = json!({"spec": {
+        "$setElementOrder/ports": [{"port": 8000}, {"port": 443}],
+        "ports": [{"name": "c", "port": 8000, "targetPort": 8000}, {"$patch": "delete", "port": 80}]
+    }});
+    let got = smp(&svc, patch, "", "Service");
+    assert_eq!(
+        got["spec"]["ports"],
+        json!([
+            {"name": "c", "port": 8000, "targetPort": 8000},
+            {"name": "b", "port": 443, "protocol": "TCP", "targetPort": 8443, "nodePort": 30443}
+        ])
+    );
+    // A null patch is a no-op, like Go unmarshalling `null` into a map.
+    assert_eq!(
+        strategic_merge_patch(&svc, &Value::Null, "", "Service"),
+        Ok(svc.clone())
+    );
+}

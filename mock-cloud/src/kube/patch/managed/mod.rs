@@ -268,6 +268,12 @@ pub fn apply(
             "the body of an apply patch must be an object".to_string(),
         ));
     };
+    // Upstream refuses an apply configuration that tries to set ownership itself.
+    if raw_entries(Some(applied)).is_some_and(|e| !e.is_empty()) {
+        return Err(PatchError::BadRequest(
+            "metadata.managedFields must be nil".to_string(),
+        ));
+    }
     let root = root_type(api_version, applied, live);
     let intent = effective_intent(applied_map, root, subresource);
     let original = raw_entries(live).cloned();

@@ -508,3 +508,19 @@ fn deployment_and_custom_resource_keys() {
     ));
     assert_eq!(got["spec"]["items"], json!([]));
 }
+
+#[test]
+fn apply_rejects_managed_fields_in_the_body() {
+    let mut body = manifest(None, 80, "web");
+    body["metadata"]["managedFields"] = json!([{"manager": "x"}]);
+    assert_eq!(
+        apply(None, &body, "m", false, "v1", None, T1),
+        Err(PatchError::BadRequest(
+            "metadata.managedFields must be nil".into()
+        ))
+    );
+    assert!(matches!(
+        apply(None, &json!([1]), "m", false, "v1", None, T1),
+        Err(PatchError::BadRequest(_))
+    ));
+}
