@@ -255,9 +255,9 @@ async fn resource(app: &App, route: Route, req: Req) -> Response {
         };
         return match doc {
             Some(d) if req.method == Method::GET => json_reply(StatusCode::OK, &d),
-            Some(_) => error_reply(&ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            ))),
+            Some(_) => error_reply(&ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
             None => error_reply(&ApiError::unknown_path()),
         };
     };

@@ -62,7 +62,7 @@ pub fn encode_continue(rv: u64, key: &ObjKey) -> String {
 
 pub fn decode_continue(token: &str) -> Result<(u64, ObjKey), ApiError> {
     let bad = || ApiError::bad_request(format!("continue key is not valid: {token}"));
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..token.len())
