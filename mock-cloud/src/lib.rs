@@ -7,3 +7,6 @@ pub mod faults;
 pub mod generic;
 pub mod kube;
 pub mod state;
+pub mod launch;
+
+pub use launch::{MockCloud, MockCloudConfig};

@@ -32,7 +32,7 @@ use crate::provider::{LoadBalancerProvider, ProviderError, ServiceKey};
 use self::state::{AppliedMap, Backends, Backoffs, KeyedLocks};
 
 /// Which spec last converged, so a restart can trust a Ready Service without a cloud call.
-pub const FINGERPRINT_ANNOTATION: &str = "frontdesk.dev/applied-fingerprint";
+pub const FINGERPRINT_ANNOTATION: &str = crate::naming::APPLIED_FINGERPRINT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -143,17 +143,11 @@ pub fn service_key(svc: &Service) -> ServiceKey {
 
 /// The claim rule: `type: LoadBalancer`, and either our class or (if we take them) no class.
 pub fn claims(svc: &Service, config: &ControllerConfig) -> bool {
-    let Some(spec) = svc.spec.as_ref() else {
-        return false;
-    };
-    if spec.type_.as_deref() != Some("LoadBalancer") {
-        return false;
+    crate::spec::ClaimPolicy {
+        class: config.load_balancer_class.clone(),
+        claim_unclassed: config.claim_unclassed,
     }
-    match (&spec.load_balancer_class, &config.load_balancer_class) {
-        (None, _) => config.claim_unclassed,
-        (Some(theirs), Some(ours)) => theirs == ours,
-        (Some(_), None) => false,
-    }
+    .claims(svc)
 }
 
 /// Strip what the controller never reads from cached Services (managedFields, the

@@ -23,5 +23,6 @@ pub mod store;
 pub mod sandbox;
 #[allow(clippy::result_large_err)] // ApiError is a whole Status; errors are rare, not hot
 pub mod server;
+pub mod sim;
 #[allow(clippy::result_large_err)] // ApiError is a whole Status; errors are rare, not hot
 pub mod watch;

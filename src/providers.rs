@@ -1,0 +1,39 @@
+//! Provider selection: the one place that knows every provider crate.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use frontdesk_core::provider::{LoadBalancerProvider, ProviderContext};
+
+/// Providers this build knows.
+pub const PROVIDERS: &[&str] = &["mock"];
+
+/// Everything a provider may need from flags.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderOptions {
+    /// Endpoint of the cloud API (the mock cloud's URL for `mock`).
+    pub cloud_url: Option<String>,
+}
+
+pub fn build(
+    name: &str,
+    opts: &ProviderOptions,
+    ctx: ProviderContext,
+) -> anyhow::Result<Arc<dyn LoadBalancerProvider>> {
+    match name {
+        "mock" => {
+            let Some(url) = opts.cloud_url.as_deref() else {
+                bail!(
+                    "--cloud-url is required with --provider mock (the URL `frontdesk mock-cloud` prints)"
+                );
+            };
+            let p = frontdesk_provider_mock::MockProvider::new(url, ctx)
+                .with_context(|| format!("--cloud-url {url:?}"))?;
+            Ok(Arc::new(p))
+        }
+        other => bail!(
+            "--provider {other:?} is not known; choose one of: {}",
+            PROVIDERS.join(", ")
+        ),
+    }
+}

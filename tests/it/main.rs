@@ -1,0 +1,9 @@
+//! Integration tests: the real binaries and clients (kube-rs, `kubectl`, HTTP) against the
+//! sandbox cluster and the mock cloud, all on loopback. One test binary, many modules.
+
+mod support;
+
+mod controller;
+mod sandbox_api;
+mod sandbox_kubectl;
+mod sandbox_nodeports;
