@@ -181,6 +181,11 @@ impl Strategy for ServiceStrategy {
         if !causes.is_empty() {
             return Err(invalid(&name, causes));
         }
+        // Upstream stored it before learning better and hides it on read (defaultOnRead);
+        // storing the read view gives clients the same answer.
+        if spec.type_ == model::EXTERNAL_NAME {
+            spec.internal_traffic_policy = None;
+        }
         spec.write(new);
         // The main resource never writes status: keep the stored one.
         if let Some(root) = new.as_object_mut() {

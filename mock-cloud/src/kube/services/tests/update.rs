@@ -206,6 +206,7 @@ fn type_changes_allocate_and_release_cluster_ips() {
     let back = updated(&s, &cip, back);
     assert!(back["spec"].get("clusterIP").is_none());
     assert!(back["spec"].get("ipFamilies").is_none());
+    assert!(back["spec"].get("internalTrafficPolicy").is_none());
     assert_eq!(s.allocated_ips(), 0);
 }
 
