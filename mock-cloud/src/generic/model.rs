@@ -306,6 +306,13 @@ mod tests {
         assert!(validate_name(&"a".repeat(64)).is_err());
     }
 
+    type ConfigCase = (
+        Vec<Listener>,
+        HealthCheck,
+        Vec<String>,
+        Option<&'static str>,
+    );
+
     #[test]
     fn config_errors_name_the_field() {
         let http_no_path = HealthCheck {
@@ -313,7 +320,7 @@ mod tests {
             port: 1,
             path: None,
         };
-        let table: Vec<(Vec<Listener>, HealthCheck, Vec<String>, Option<&str>)> = vec![
+        let table: Vec<ConfigCase> = vec![
             (vec![listener(80, "TCP")], hc(), vec![], None),
             (
                 vec![listener(80, "TCP"), listener(80, "UDP")],
