@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::errors::ApiError;
 use super::server::{self, App, ServerConfig};
+use super::services::{ServiceConfig, ServiceStrategy};
 use super::store::{Store, StoreConfig};
 
 /// Name of the cluster, user and context in the generated kubeconfig.
@@ -22,6 +23,8 @@ pub struct SandboxConfig {
     pub listen: SocketAddr,
     pub store: StoreConfig,
     pub server: ServerConfig,
+    /// ClusterIP / NodePort ranges of the Service allocator.
+    pub services: ServiceConfig,
 }
 
 impl Default for SandboxConfig {
@@ -30,6 +33,7 @@ impl Default for SandboxConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             store: StoreConfig::default(),
             server: ServerConfig::default(),
+            services: ServiceConfig::default(),
         }
     }
 }
@@ -57,10 +61,9 @@ pub struct Sandbox {
 }
 
 /// Registers the per-kind strategies that live in other modules.
-fn register_strategies(store: &Store) {
-    // REGISTRATION POINT: the Service strategy (ClusterIP / NodePort allocation, validation):
-    // store.register_strategy("", "services", Arc::new(ServiceStrategy::new(ServiceConfig::default())));
-    let _ = store;
+fn register_strategies(store: &Store, config: &SandboxConfig) {
+    let services = ServiceStrategy::new(config.services.clone());
+    store.register_strategy("", "services", Arc::new(services));
 }
 
 /// The `default/kubernetes` Service every cluster has.
@@ -89,7 +92,7 @@ fn kubernetes_service() -> serde_json::Value {
 impl Sandbox {
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let store = Store::new(config.store.clone());
-        register_strategies(&store);
+        register_strategies(&store, &config);
         store
             .create("", "services", kubernetes_service())
             .map_err(SandboxError::Seed)?;

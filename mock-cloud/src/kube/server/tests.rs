@@ -116,7 +116,7 @@ async fn sandbox() -> Sandbox {
 
 fn svc(name: &str) -> String {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"app": name}},
-           "spec": {"ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": name}}})
+           "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": name}}})
     .to_string()
 }
 

@@ -340,10 +340,15 @@ fn apply(
     api_version: &str,
     sub: Option<&str>,
 ) -> Result<Value, PatchError> {
-    // REGISTRATION POINT: crate::kube::patch::managed::apply once it lands. Until then a
-    // merge of the applied configuration (no field ownership, no conflicts).
-    let _ = (manager, force, api_version, sub, now_rfc3339());
-    patch::merge_patch(live.unwrap_or(&json!({})), applied)
+    patch::managed::apply(
+        live,
+        applied,
+        manager,
+        force,
+        api_version,
+        sub,
+        &now_rfc3339(),
+    )
 }
 
 fn delete_options(req: &Req) -> Result<DeleteOptions, ApiError> {

@@ -4,7 +4,7 @@
 use rand::Rng;
 use serde_json::{Map, Value};
 
-use crate::kube::errors::{ApiError, Cause};
+use crate::kube::errors::ApiError;
 use crate::kube::resources::ResourceInfo;
 
 /// RFC 3339 in UTC without fractional seconds, as metav1.Time renders.
@@ -166,48 +166,9 @@ pub fn order_object(obj: Value) -> Value {
     Value::Object(out)
 }
 
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-
-fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// Name checks used until `validation::validate_object_meta` exists: name required, DNS-1123
-/// label for namespaces and services, subdomain otherwise (CRs accept any path-safe name).
-pub fn validate_meta_fallback(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
-    let name = meta_str(obj, "name").unwrap_or_default();
-    if name.is_empty() {
-        return vec![Cause::required(
-            "metadata.name",
-            "name or generateName is required",
-        )];
-    }
-    let label_kind =
-        info.group.is_empty() && matches!(info.plural.as_str(), "namespaces" | "services");
-    let ok = if label_kind {
-        is_label(name)
-    } else if info.custom {
-        !name.contains('/') && name != "." && name != ".."
-    } else {
-        name.len() <= 253 && name.split('.').all(is_label)
-    };
-    if ok {
-        return Vec::new();
-    }
-    let msg = if label_kind { LABEL_MSG } else { SUBDOMAIN_MSG };
-    vec![Cause::invalid("metadata.name", format!("\"{name}\""), msg)]
-}
-
 /// Runs name validation and answers 422 like upstream.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
-    // REGISTRATION POINT: switch to crate::kube::validation::validate_object_meta once it lands.
-    let causes = validate_meta_fallback(info, obj);
+    let causes = crate::kube::validation::validate_object_meta(info, obj);
     if causes.is_empty() {
         return Ok(());
     }
@@ -215,7 +176,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     Err(ApiError::invalid(&info.kind, &info.group, name, causes))
 }
 
-/// Records a non-apply write in `managedFields` (delegates to the patch engine's field manager).
+/// Records a non-apply write in `managedFields` (the patch engine's field manager).
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
@@ -224,8 +185,7 @@ pub fn record_update(
     subresource: Option<&str>,
     now: &str,
 ) {
-    // REGISTRATION POINT: crate::kube::patch::managed::record_update once it lands.
-    let _ = (old, new, manager, api_version, subresource, now);
+    crate::kube::patch::managed::record_update(old, new, manager, api_version, subresource, now);
 }
 
 #[cfg(test)]
@@ -256,7 +216,7 @@ mod tests {
 
     #[test]
     fn names() {
-        let svc = crate::kube::builtin::builtin_resources()
+        let cm = crate::kube::builtin::builtin_resources()
             .into_iter()
             .find(|r| r.plural == "configmaps")
             .unwrap();
@@ -268,8 +228,8 @@ mod tests {
             ("-x", false),
         ];
         for (n, ok) in cases {
-            let causes = validate_meta_fallback(&svc, &json!({"metadata": {"name": n}}));
-            assert_eq!(causes.is_empty(), ok, "{n}");
+            let r = validate(&cm, &json!({"metadata": {"name": n, "namespace": "default"}}));
+            assert_eq!(r.is_ok(), ok, "{n}");
         }
         assert_eq!(random_suffix().len(), 5);
     }
