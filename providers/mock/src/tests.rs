@@ -6,15 +6,15 @@ use async_trait::async_trait;
 use frontdesk_core::conformance::{self, CallEntry, CloudInspector};
 use frontdesk_core::provider::{BackendNode, PortSpec, Protocol, Scheme as SpecScheme};
 use frontdesk_mock_cloud::faults::{BucketSpec, FaultConfig, Faults, Injection, Latency, Profile};
-use frontdesk_mock_cloud::generic::{self, GenericHandle};
+use frontdesk_mock_cloud::generic::{self, GenericCloud, GenericHandle};
 use frontdesk_mock_cloud::state::Instances;
 
 use super::*;
 
-struct Inspector<'a>(&'a GenericHandle);
+struct Inspector(GenericCloud);
 
 #[async_trait]
-impl CloudInspector for Inspector<'_> {
+impl CloudInspector for Inspector {
     async fn calls(&self) -> Vec<CallEntry> {
         let log = self.0.faults().calls(None);
         log.into_iter()
@@ -30,14 +30,14 @@ impl CloudInspector for Inspector<'_> {
     }
     async fn delete_out_of_band(&self, record: &ProvisioningRecord) {
         for name in lb_names(record) {
-            let _ = self.0.cloud().delete(name);
+            let _ = self.0.delete(name);
         }
     }
     async fn fail_next(&self, operation: &str, count: usize) {
         self.0.faults().fail_next(operation, count as u64, 500);
     }
     async fn resource_count(&self, cluster: &str) -> usize {
-        self.0.cloud().count_tagged(TAG_CLUSTER, cluster)
+        self.0.count_tagged(TAG_CLUSTER, cluster)
     }
 }
 
@@ -89,7 +89,7 @@ fn ip_of(outcome: &EnsureOutcome) -> Option<IpAddr> {
 #[tokio::test]
 async fn conformance_kit() {
     let (handle, provider, nodes) = setup(4).await;
-    conformance::run_all(&provider, &Inspector(&handle), nodes).await;
+    conformance::run_all(&provider, &Inspector(handle.cloud().clone()), nodes).await;
     assert!(handle.cloud().all().is_empty(), "the kit cleans up");
 }
 
@@ -334,4 +334,90 @@ fn endpoint_validation() {
     assert!(MockProvider::new("http://127.0.0.1:1/prefix", ctx()).is_ok());
     assert!(MockProvider::new("https://cloud.example", ctx()).is_err());
     assert!(MockProvider::new("not a url", ctx()).is_err());
+}
+
+/// Flaws the kit must catch.
+#[derive(Clone, Copy, Debug)]
+enum Flaw {
+    DeleteFailsWhenGone,
+    FullRebuildOnNodeSync,
+    WritesOnEveryEnsure,
+}
+
+struct Broken(MockProvider, Flaw);
+
+#[async_trait]
+impl LoadBalancerProvider for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    fn record(&self, spec: &LoadBalancerSpec) -> Result<ProvisioningRecord, ProviderError> {
+        self.0.record(spec)
+    }
+    async fn ensure(&self, spec: &LoadBalancerSpec) -> Result<EnsureOutcome, ProviderError> {
+        if let Flaw::WritesOnEveryEnsure = self.1 {
+            let d = Desired::from_spec(spec)?;
+            if self.0.get_lb(&spec.name).await?.is_some() {
+                self.0.update_lb(&spec.name, &d).await?;
+            }
+        }
+        self.0.ensure(spec).await
+    }
+    async fn update_backends(&self, spec: &LoadBalancerSpec) -> Result<(), ProviderError> {
+        if let Flaw::FullRebuildOnNodeSync = self.1 {
+            self.0.delete(&self.0.record(spec)?).await?;
+            return self.0.ensure(spec).await.map(|_| ());
+        }
+        self.0.update_backends(spec).await
+    }
+    async fn get(
+        &self,
+        record: &ProvisioningRecord,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        self.0.get(record).await
+    }
+    async fn delete(&self, record: &ProvisioningRecord) -> Result<(), ProviderError> {
+        if let Flaw::DeleteFailsWhenGone = self.1
+            && self.0.get(record).await?.is_none()
+        {
+            return Err(ProviderError::NotFound("gone".into()));
+        }
+        self.0.delete(record).await
+    }
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<ProvisioningRecord>, ProviderError> {
+        self.0.list_owned(cluster).await
+    }
+}
+
+#[tokio::test]
+async fn kit_catches_broken_providers() {
+    for flaw in [
+        Flaw::DeleteFailsWhenGone,
+        Flaw::FullRebuildOnNodeSync,
+        Flaw::WritesOnEveryEnsure,
+    ] {
+        let (handle, provider, nodes) = setup(3).await;
+        let (broken, cloud) = (Broken(provider, flaw), Inspector(handle.cloud().clone()));
+        let run = tokio::spawn(async move {
+            match flaw {
+                Flaw::DeleteFailsWhenGone => {
+                    conformance::delete_is_idempotent(&broken, &cloud, &nodes).await
+                }
+                Flaw::FullRebuildOnNodeSync => {
+                    conformance::update_backends_sends_deltas(&broken, &cloud, &nodes).await
+                }
+                Flaw::WritesOnEveryEnsure => {
+                    conformance::ensure_is_idempotent(&broken, &cloud, &nodes).await
+                }
+            }
+        });
+        let outcome = run.await;
+        assert!(
+            outcome.is_err_and(|e| e.is_panic()),
+            "the kit let {flaw:?} pass"
+        );
+    }
 }
