@@ -66,7 +66,9 @@ impl StoreEvent {
 /// Tuning knobs; the defaults suit the sandbox.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Changes kept for watch resume; older resourceVersions get 410 Gone.
+    /// Changes kept per resource type for watch resume (like upstream's per-resource watch
+    /// cache, so chatty Node heartbeats cannot expire a Service watcher's RV); older
+    /// resourceVersions get 410 Gone.
     pub history_limit: usize,
     /// Broadcast buffer; a watcher this far behind is cut off and re-watches.
     pub broadcast_capacity: usize,
@@ -139,14 +141,20 @@ pub type ResKey = (String, String);
 /// `(namespace, name)`; namespace is empty for cluster-scoped objects.
 pub type ObjKey = (String, String);
 
+/// The recent changes of one resource type.
+#[derive(Default)]
+struct History {
+    events: VecDeque<StoreEvent>,
+    /// Every event of this type with an RV above this is still in `events`.
+    floor: u64,
+}
+
 pub(crate) struct State {
     rv: u64,
     tables: HashMap<ResKey, BTreeMap<ObjKey, Arc<Value>>>,
     resources: Vec<Arc<ResourceInfo>>,
     strategies: HashMap<ResKey, Arc<dyn Strategy>>,
-    history: VecDeque<StoreEvent>,
-    /// Every event with an RV above this is still in `history`.
-    history_floor: u64,
+    history: HashMap<ResKey, History>,
     history_limit: usize,
     tx: broadcast::Sender<StoreEvent>,
 }
@@ -179,8 +187,7 @@ impl Store {
                 .map(Arc::new)
                 .collect(),
             strategies: HashMap::new(),
-            history: VecDeque::new(),
-            history_floor: 0,
+            history: HashMap::new(),
             history_limit: config.history_limit.max(1),
             tx,
         };
@@ -477,17 +484,21 @@ impl Store {
             return Ok(start);
         }
         let Some(since) = since else { return Ok(start) };
-        if since < st.history_floor {
+        let Some(history) = st.history.get(&key(group, plural)) else {
+            return Ok(start);
+        };
+        if since < history.floor {
             return Err(ApiError::gone(format!(
                 "too old resource version: {since} ({})",
-                st.history_floor + 1
+                history.floor + 1
             )));
         }
-        let from = st.history.partition_point(|e| e.resource_version <= since);
-        start.replay = st
-            .history
+        let from = history
+            .events
+            .partition_point(|e| e.resource_version <= since);
+        start.replay = history
+            .events
             .range(from..)
-            .filter(|e| e.group == group && e.plural == plural)
             .filter(|e| namespace.is_none_or(|ns| e.namespace() == ns))
             .cloned()
             .collect();

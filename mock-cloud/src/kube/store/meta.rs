@@ -228,7 +228,10 @@ mod tests {
             ("-x", false),
         ];
         for (n, ok) in cases {
-            let r = validate(&cm, &json!({"metadata": {"name": n, "namespace": "default"}}));
+            let r = validate(
+                &cm,
+                &json!({"metadata": {"name": n, "namespace": "default"}}),
+            );
             assert_eq!(r.is_ok(), ok, "{n}");
         }
         assert_eq!(random_suffix().len(), 5);

@@ -87,10 +87,14 @@ impl State {
             old,
             resource_version: self.rv,
         };
-        self.history.push_back(ev.clone());
-        while self.history.len() > self.history_limit {
-            if let Some(dropped) = self.history.pop_front() {
-                self.history_floor = dropped.resource_version;
+        let history = self
+            .history
+            .entry(key(&info.group, &info.plural))
+            .or_default();
+        history.events.push_back(ev.clone());
+        while history.events.len() > self.history_limit {
+            if let Some(dropped) = history.events.pop_front() {
+                history.floor = dropped.resource_version;
             }
         }
         // No receivers is fine: nobody watches yet.
@@ -383,7 +387,12 @@ impl State {
                         gone: false,
                     },
                     None => {
-                        let object = self.history.back().map(|e| e.object.clone()).unwrap_or(new);
+                        let object = self
+                            .history
+                            .get(&key("", "namespaces"))
+                            .and_then(|h| h.events.back())
+                            .map(|e| e.object.clone())
+                            .unwrap_or(new);
                         Deleted { object, gone: true }
                     }
                 });
