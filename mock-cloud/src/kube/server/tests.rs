@@ -56,7 +56,17 @@ async fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let mut s = TcpStream::connect(sb.addr()).await.unwrap();
+    call_addr(sb.addr(), method, path, headers, body).await
+}
+
+async fn call_addr(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -534,4 +544,19 @@ async fn crds_and_discovery() {
     assert_eq!(d.status, 200);
     assert_eq!(call(&sb, "GET", ws, &[], "").await.status, 404);
     sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches() {
+    let sb = sandbox().await;
+    let addr = sb.addr();
+    let watcher = tokio::spawn(async move {
+        call_addr(addr, "GET", &format!("{SVCS}?watch=true"), &[], "").await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(5), sb.shutdown())
+        .await
+        .unwrap();
+    let w = watcher.await.unwrap();
+    assert_eq!(w.lines()[0]["object"]["metadata"]["name"], "kubernetes");
 }
