@@ -139,12 +139,55 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (format 0.0.4), what `promtool check metrics` and every
+    /// Prometheus version accept.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        openmetrics_to_prometheus_text(&out)
+    }
+}
+
+/// prometheus-client writes OpenMetrics, where a counter's HELP and TYPE name the family
+/// (`x`) and its sample is `x_total`. The classic text format wants HELP/TYPE on `x_total`
+/// and knows neither `# UNIT` nor `# EOF`; rewrite just those lines.
+fn openmetrics_to_prometheus_text(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_like_their_samples() {
+        let m = Metrics::new();
+        m.record_cloud_call("mock", "GetLoadBalancer", "ok", std::time::Duration::from_millis(3));
+        let text = m.encode();
+        assert!(text.contains("# TYPE frontdesk_cloud_calls_total counter"), "{text}");
+        assert!(text.contains("# HELP frontdesk_cloud_calls_total "), "{text}");
+        assert!(text.contains("frontdesk_cloud_calls_total{provider=\"mock\""), "{text}");
+        assert!(text.contains("# TYPE frontdesk_cloud_call_duration_seconds histogram"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
     }
 }

@@ -39,8 +39,9 @@ fn condition(svc: &Service) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Calls logged from `seq` (a `next_seq()` taken earlier) on.
 fn calls_since(w: &World, seq: u64) -> Vec<CallRecord> {
-    w.cloud.generic.faults().calls(Some(seq))
+    w.cloud.generic.faults().calls(Some(seq.saturating_sub(1)))
 }
 
 fn lbs(w: &World) -> Vec<frontdesk_mock_cloud::generic::model::LoadBalancer> {
@@ -390,16 +391,10 @@ async fn bad_input_is_reported_and_others_converge() {
     )
     .await
     .unwrap();
-    api.create(
-        &PostParams::default(),
-        &mk(
-            "bad-cidr",
-            json!({"service.beta.kubernetes.io/load-balancer-source-ranges": "10.0.0.0/33"}),
-            None,
-        ),
-    )
-    .await
-    .unwrap();
+    // Impossible for a NodePort-based provider: no nodePorts allocated.
+    let mut no_ports = mk("no-node-ports", json!({}), None);
+    no_ports.spec.as_mut().unwrap().allocate_load_balancer_node_ports = Some(false);
+    api.create(&PostParams::default(), &no_ports).await.unwrap();
     api.create(
         &PostParams::default(),
         &mk("foreign", json!({}), Some("example.com/other")),
@@ -413,7 +408,7 @@ async fn bad_input_is_reported_and_others_converge() {
 
     for (name, field) in [
         ("bad-bool", "frontdesk.dev/internal"),
-        ("bad-cidr", "load-balancer-source-ranges"),
+        ("no-node-ports", "allocateLoadBalancerNodePorts"),
     ] {
         let svc = eventually(WAIT, &format!("failed condition on {name}"), || async {
             let s = api.get(name).await.ok()?;
@@ -515,3 +510,38 @@ async fn only_the_lease_holder_acts_and_a_kill_hands_over() {
 
 #[allow(dead_code)]
 fn _uses(_: support::RunningController) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_repaired_and_orphans_are_swept() {
+    let w = World::start(2).await;
+    let mut config = test_config();
+    config.drift_interval_seconds = 1.0;
+    let ctl = start_controller(&w, config).await;
+    let api: Api<Service> = Api::namespaced(w.client.clone(), "default");
+    w.kubectl_ok(&["apply", "-f", &example_path()]).await;
+    wait_address(&api, "my-app-service").await;
+
+    // Someone deletes the listener in the cloud console: the drift check puts it back.
+    let name = lbs(&w)[0].name.clone();
+    assert!(w.cloud.generic.cloud().remove_listener(&name, 80));
+    eventually(WAIT, "listener restored by the drift check", || async {
+        (lbs(&w)[0].listeners.len() == 1).then_some(())
+    })
+    .await;
+    ctl.stop().await;
+
+    // The Service is force-deleted while no controller runs (finalizer stripped by hand):
+    // its load balancer is an orphan that the sweep removes.
+    let mut svc = api.get("my-app-service").await.unwrap();
+    svc.metadata.finalizers = None;
+    api.replace("my-app-service", &PostParams::default(), &svc).await.unwrap();
+    api.delete("my-app-service", &DeleteParams::default()).await.unwrap();
+    assert_eq!(lbs(&w).len(), 1);
+    let mut config = test_config();
+    config.sweep_interval_seconds = 0.5;
+    config.sweep_grace_seconds = 0.0;
+    let ctl = start_controller(&w, config).await;
+    eventually(WAIT, "orphan swept", || async { lbs(&w).is_empty().then_some(()) }).await;
+    ctl.stop().await;
+    w.shutdown().await;
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli;
 mod controller;
 mod sandbox_api;
 mod sandbox_kubectl;

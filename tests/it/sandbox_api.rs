@@ -288,7 +288,7 @@ async fn bad_requests_get_status_objects_and_do_not_hurt_others() {
         assert_eq!(status["code"], *want, "{method} {path}: {status}");
     }
     let (_, s) = raw(&url, "POST", "/api/v1/namespaces/default/services", "application/json",
-        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"badport"},"spec":{"ports":[{"port":70000}]}}"#).await;
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"badport"},"spec":{"ports":[{"port":70000,"targetPort":8080}]}}"#).await;
     assert_eq!(
         s["message"],
         "Service \"badport\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"

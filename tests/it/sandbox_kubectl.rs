@@ -24,7 +24,7 @@ spec: {type: NodePort, selector: {app: a}, ports: [{port: 80, nodePort: 30080}]}
 apiVersion: v1
 kind: Service
 metadata: {name: t-lb}
-spec: {type: LoadBalancer, selector: {app: a}, ports: [{port: 443, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]}
+spec: {type: LoadBalancer, selector: {app: a}, ports: [{name: https, port: 443, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]}
 ---
 apiVersion: v1
 kind: Service

@@ -187,7 +187,7 @@ fn error_policy(svc: Arc<Service>, err: &ReconcileError, ctx: Arc<Context>) -> A
         } if s.code == 409 || s.code == 404 => Action::requeue(Duration::from_millis(200)),
         _ => {
             warn!(service = %key, error = %err, "reconcile failed");
-            Action::requeue(ctx.backoffs.next_delay(&key))
+            Action::requeue(ctx.backoffs.next_delay(&key, 0))
         }
     }
 }
@@ -197,6 +197,15 @@ fn identity() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "frontdesk".to_string());
     format!("{host}-{:08x}", rand::random::<u32>())
+}
+
+/// Aborts a spawned task when dropped, so tasks never outlive the controller that started them.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Run the controller until `shutdown` fires (Ok) or the lease is lost (Err).
@@ -223,13 +232,15 @@ pub async fn run(
         )
     });
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(true);
+    let mut _renewal = None;
     if let Some(elector) = &elector {
         tokio::select! {
             _ = elector.acquire() => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
         let e = elector.clone();
-        tokio::spawn(async move { e.hold(lead_tx).await });
+        // Tied to this future: if the controller is dropped, renewals stop with it.
+        _renewal = Some(AbortOnDrop(tokio::spawn(async move { e.hold(lead_tx).await })));
     }
     metrics.leader.set(1);
     let result = lead(
@@ -269,10 +280,10 @@ async fn lead(
     )
     .default_backoff()
     .touched_objects();
-    {
+    let _node_watch = {
         let notify = node_changed.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut stream = std::pin::pin!(node_stream.take_until(stop.cancelled_owned()));
             while let Some(ev) = stream.next().await {
                 match ev {
@@ -280,8 +291,8 @@ async fn lead(
                     Err(e) => warn!(error = %e, "node watch error"),
                 }
             }
-        });
-    }
+        }))
+    };
 
     let (services, svc_writer) = reflector::store::<Service>();
     let svc_stream = reflector::reflector(

@@ -123,6 +123,11 @@ async fn apply(
     };
     let fingerprint = lb_fingerprint(svc) ^ ctx.provider_salt;
 
+    // A failed spec waits out its backoff even when our own status patch wakes us up.
+    if let Some(wait) = ctx.backoffs.remaining(&key, fingerprint) {
+        return Ok(Action::requeue(wait));
+    }
+
     // Nothing to do when this exact spec already converged (our own status patches land here).
     if let Some(a) = ctx.applied.get(&key) {
         if a.uid == uid && a.fingerprint == fingerprint && a.ready {
@@ -255,10 +260,8 @@ async fn apply(
                 ProviderError::Throttled {
                     retry_after: Some(after),
                     ..
-                } => Ok(Action::requeue(
-                    after.max(ctx.backoffs.next_delay(&key).min(after * 2)),
-                )),
-                _ => Ok(Action::requeue(ctx.backoffs.next_delay(&key))),
+                } => Ok(Action::requeue(ctx.backoffs.hold(&key, fingerprint, Some(after)))),
+                _ => Ok(Action::requeue(ctx.backoffs.next_delay(&key, fingerprint))),
             }
         }
     }
@@ -335,7 +338,7 @@ async fn cleanup(
                 let cond = DesiredCondition::new(false, e.class(), message);
                 patch_status(api, svc, None, Some(&cond), false).await?;
             }
-            return Ok(Action::requeue(ctx.backoffs.next_delay(&key)));
+            return Ok(Action::requeue(ctx.backoffs.next_delay(&key, 0)));
         }
     }
     if !gone && let Some(patch) = status::clear_patch(svc) {

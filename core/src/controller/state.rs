@@ -104,10 +104,21 @@ impl KeyedLocks {
 }
 
 /// Per-Service exponential backoff with jitter (backon), reset on success.
+///
+/// Also remembers until when a failed Service must wait and for which spec: our own status
+/// patch after a failure wakes the controller at once, and that wake-up must not become an
+/// immediate retry. A changed spec (new fingerprint) is retried at once.
 #[derive(Debug)]
 pub struct Backoffs {
     builder: ExponentialBuilder,
-    inner: Mutex<HashMap<ServiceKey, ExponentialBackoff>>,
+    inner: Mutex<HashMap<ServiceKey, Retry>>,
+}
+
+#[derive(Debug)]
+struct Retry {
+    ladder: ExponentialBackoff,
+    not_before: tokio::time::Instant,
+    fingerprint: u64,
 }
 
 impl Backoffs {
@@ -124,13 +135,33 @@ impl Backoffs {
         }
     }
 
-    /// The delay before the next attempt after one more failure.
-    pub fn next_delay(&self, key: &ServiceKey) -> Duration {
+    /// The delay before the next attempt after one more failure of the spec `fingerprint`.
+    pub fn next_delay(&self, key: &ServiceKey, fingerprint: u64) -> Duration {
+        self.hold(key, fingerprint, None)
+    }
+
+    /// Like `next_delay`, but at least `min` (a cloud's Retry-After).
+    pub fn hold(&self, key: &ServiceKey, fingerprint: u64, min: Option<Duration>) -> Duration {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let b = map
-            .entry(key.clone())
-            .or_insert_with(|| self.builder.build());
-        b.next().unwrap_or(Duration::from_secs(300))
+        let now = tokio::time::Instant::now();
+        let r = map.entry(key.clone()).or_insert_with(|| Retry {
+            ladder: self.builder.build(),
+            not_before: now,
+            fingerprint,
+        });
+        let step = r.ladder.next().unwrap_or(Duration::from_secs(300));
+        let delay = min.map_or(step, |m| m.max(step.min(m * 2)));
+        r.not_before = now + delay;
+        r.fingerprint = fingerprint;
+        delay
+    }
+
+    /// How much longer a Service that failed with this same spec must wait, if at all.
+    pub fn remaining(&self, key: &ServiceKey, fingerprint: u64) -> Option<Duration> {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let r = map.get(key)?;
+        let now = tokio::time::Instant::now();
+        (r.fingerprint == fingerprint && r.not_before > now).then(|| r.not_before - now)
     }
 
     pub fn reset(&self, key: &ServiceKey) {
@@ -183,7 +214,7 @@ mod tests {
     fn backoff_grows_with_jitter_and_resets() {
         let b = Backoffs::new(Duration::from_secs(5), Duration::from_secs(300));
         let k = ServiceKey::new("default", "web");
-        let d: Vec<Duration> = (0..10).map(|_| b.next_delay(&k)).collect();
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay(&k, 1)).collect();
         // Jitter adds up to one more delay unit, never less than the ladder.
         assert!(
             d[0] >= Duration::from_secs(5) && d[0] <= Duration::from_secs(10),
@@ -191,8 +222,13 @@ mod tests {
         );
         assert!(d[3] >= Duration::from_secs(40), "{d:?}");
         assert!(d[9] <= Duration::from_secs(600), "{d:?}");
+        assert!(b.remaining(&k, 1).is_some());
+        assert!(b.remaining(&k, 2).is_none(), "a changed spec is not held back");
         b.reset(&k);
-        assert!(b.next_delay(&k) <= Duration::from_secs(10));
+        assert!(b.remaining(&k, 1).is_none());
+        assert!(b.next_delay(&k, 1) <= Duration::from_secs(10));
+        let held = b.hold(&k, 1, Some(Duration::from_secs(30)));
+        assert!(held >= Duration::from_secs(30), "{held:?}");
     }
 
     #[test]
