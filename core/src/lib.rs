@@ -3,11 +3,11 @@
 
 pub mod annotations;
 pub mod config;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod controller;
 pub mod health;
 pub mod leader;
-#[cfg(any(test, feature = "conformance"))]
-pub mod conformance;
 pub mod metrics;
 pub mod naming;
 pub mod nodes;

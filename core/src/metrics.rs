@@ -167,7 +167,9 @@ fn openmetrics_to_prometheus_text(text: &str) -> String {
         let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
             let rest = line.strip_prefix(prefix)?;
             let (name, tail) = rest.split_once(' ')?;
-            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
         });
         out.push_str(rewritten.as_deref().unwrap_or(line));
         out.push('\n');
@@ -182,12 +184,29 @@ mod tests {
     #[test]
     fn counters_are_named_like_their_samples() {
         let m = Metrics::new();
-        m.record_cloud_call("mock", "GetLoadBalancer", "ok", std::time::Duration::from_millis(3));
+        m.record_cloud_call(
+            "mock",
+            "GetLoadBalancer",
+            "ok",
+            std::time::Duration::from_millis(3),
+        );
         let text = m.encode();
-        assert!(text.contains("# TYPE frontdesk_cloud_calls_total counter"), "{text}");
-        assert!(text.contains("# HELP frontdesk_cloud_calls_total "), "{text}");
-        assert!(text.contains("frontdesk_cloud_calls_total{provider=\"mock\""), "{text}");
-        assert!(text.contains("# TYPE frontdesk_cloud_call_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE frontdesk_cloud_calls_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP frontdesk_cloud_calls_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("frontdesk_cloud_calls_total{provider=\"mock\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE frontdesk_cloud_call_duration_seconds histogram"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"), "{text}");
     }
 }

@@ -6,7 +6,7 @@
 pub mod faults;
 pub mod generic;
 pub mod kube;
-pub mod state;
 pub mod launch;
+pub mod state;
 
 pub use launch::{MockCloud, MockCloudConfig};

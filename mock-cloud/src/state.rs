@@ -57,13 +57,22 @@ impl Instances {
     /// Launch one more instance and return it.
     pub fn add(&self, provider_scheme: &str) -> Instance {
         let mut list = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let n = self.launched.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let n = self
+            .launched
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let zone = ZONES[(n - 1) % ZONES.len()].to_string();
         let id = format!("i-{n:017x}");
         // 10.0.<hi>.<lo>, skipping .0 and .255 host bytes would be overkill: n < 65000.
         let private_ip = Ipv4Addr::new(10, 0, ((n + 10) / 250) as u8, ((n + 10) % 250) as u8 + 1);
         let provider_id = format!("{provider_scheme}:///{zone}/{id}");
-        let inst = Instance { id, name: format!("node-{n}"), zone, private_ip, provider_id };
+        let inst = Instance {
+            id,
+            name: format!("node-{n}"),
+            zone,
+            private_ip,
+            provider_id,
+        };
         list.push(inst.clone());
         drop(list);
         self.changes.send_modify(|g| *g += 1);

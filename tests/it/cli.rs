@@ -42,24 +42,38 @@ async fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
         false
     })
     .await;
-    assert!(matches!(found, Ok(true)), "never printed {needle:?}: {seen:?}");
+    assert!(
+        matches!(found, Ok(true)),
+        "never printed {needle:?}: {seen:?}"
+    );
     seen
 }
 
 fn signal(child: &Child, sig: &str) {
     let pid = child.id().unwrap().to_string();
-    let ok = std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok);
 }
 
 async fn exit_code(mut child: Child) -> i32 {
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
     status.code().unwrap_or(-1)
 }
 
 async fn lb_count(cloud_url: &str) -> usize {
-    let state: serde_json::Value =
-        reqwest::get(format!("{cloud_url}/_admin/state")).await.unwrap().json().await.unwrap();
+    let state: serde_json::Value = reqwest::get(format!("{cloud_url}/_admin/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     state["loadbalancers"].as_array().unwrap().len()
 }
 
@@ -67,20 +81,53 @@ async fn lb_count(cloud_url: &str) -> usize {
 async fn mock_cloud_and_run_as_separate_processes_survive_a_controller_kill() {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
-    let mut fakes = frontdesk(&["mock-cloud", "--kubeconfig", kc.to_str().unwrap(), "--nodes", "2"]).spawn().unwrap();
+    let mut fakes = frontdesk(&[
+        "mock-cloud",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--nodes",
+        "2",
+    ])
+    .spawn()
+    .unwrap();
     let lines = read_until(&mut fakes, "Stop with Ctrl-C").await;
     let cloud_url = lines
         .iter()
-        .find_map(|l| l.strip_prefix("mock cloud API:").map(|u| u.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("mock cloud API:")
+                .map(|u| u.trim().to_string())
+        })
         .expect("cloud URL printed");
-    assert!(lines.iter().any(|l| l.contains("frontdesk run --provider mock")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("frontdesk run --provider mock")),
+        "{lines:?}"
+    );
 
     let run_args = [
-        "run", "--provider", "mock", "--cloud-url", &cloud_url, "--kubeconfig", kc.to_str().unwrap(),
-        "--cluster-name", "cli", "--metrics-addr", "127.0.0.1:0", "--leader-elect", "false",
+        "run",
+        "--provider",
+        "mock",
+        "--cloud-url",
+        &cloud_url,
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--cluster-name",
+        "cli",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--leader-elect",
+        "false",
     ];
     let controller = frontdesk(&run_args).spawn().unwrap();
-    let (ok, out, err) = kubectl(&kc, dir.path(), &["apply", "-f", &crate::support::example_path()], None).await;
+    let (ok, out, err) = kubectl(
+        &kc,
+        dir.path(),
+        &["apply", "-f", &crate::support::example_path()],
+        None,
+    )
+    .await;
     assert!(ok, "{out}{err}");
     let client = client_for(&kc).await;
     let api: Api<Service> = Api::namespaced(client, "default");
@@ -96,12 +143,24 @@ async fn mock_cloud_and_run_as_separate_processes_survive_a_controller_kill() {
     api.create(&PostParams::default(), &svc).await.unwrap();
     let controller = frontdesk(&run_args).spawn().unwrap();
     wait_ip(&api, "second").await;
-    assert_eq!(lb_count(&cloud_url).await, 2, "one LB per Service, none duplicated by the restart");
+    assert_eq!(
+        lb_count(&cloud_url).await,
+        2,
+        "one LB per Service, none duplicated by the restart"
+    );
 
     signal(&controller, "-TERM");
-    assert_eq!(exit_code(controller).await, 0, "controller exits cleanly on SIGTERM");
+    assert_eq!(
+        exit_code(controller).await,
+        0,
+        "controller exits cleanly on SIGTERM"
+    );
     signal(&fakes, "-INT");
-    assert_eq!(exit_code(fakes).await, 0, "mock-cloud exits cleanly on SIGINT");
+    assert_eq!(
+        exit_code(fakes).await,
+        0,
+        "mock-cloud exits cleanly on SIGINT"
+    );
 }
 
 async fn wait_ip(api: &Api<Service>, name: &str) -> String {
@@ -116,7 +175,10 @@ async fn run_fails_with(args: &[&str], needle: &str, dir: &Path) {
     let out = frontdesk(args).current_dir(dir).output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,10 +190,59 @@ async fn bad_flags_and_config_exit_nonzero_naming_the_field() {
     std::fs::write(&typo, "concurency: 3\n").unwrap();
     let kc = dir.path().join("none");
     let kc = kc.to_str().unwrap();
-    run_fails_with(&["run", "--provider", "mock", "--config", bad.to_str().unwrap(), "--kubeconfig", kc], "clusterName", dir.path()).await;
-    run_fails_with(&["run", "--provider", "mock", "--config", typo.to_str().unwrap(), "--kubeconfig", kc], "unknown field `concurency`", dir.path()).await;
-    run_fails_with(&["run", "--provider", "nimbus", "--kubeconfig", kc], "--provider \"nimbus\" is not known", dir.path()).await;
-    run_fails_with(&["run", "--provider", "mock", "--concurrency", "0", "--kubeconfig", kc], "concurrency", dir.path()).await;
-    run_fails_with(&["run", "--provider", "mock", "--kubeconfig", kc], "reading kubeconfig", dir.path()).await;
+    run_fails_with(
+        &[
+            "run",
+            "--provider",
+            "mock",
+            "--config",
+            bad.to_str().unwrap(),
+            "--kubeconfig",
+            kc,
+        ],
+        "clusterName",
+        dir.path(),
+    )
+    .await;
+    run_fails_with(
+        &[
+            "run",
+            "--provider",
+            "mock",
+            "--config",
+            typo.to_str().unwrap(),
+            "--kubeconfig",
+            kc,
+        ],
+        "unknown field `concurency`",
+        dir.path(),
+    )
+    .await;
+    run_fails_with(
+        &["run", "--provider", "nimbus", "--kubeconfig", kc],
+        "--provider \"nimbus\" is not known",
+        dir.path(),
+    )
+    .await;
+    run_fails_with(
+        &[
+            "run",
+            "--provider",
+            "mock",
+            "--concurrency",
+            "0",
+            "--kubeconfig",
+            kc,
+        ],
+        "concurrency",
+        dir.path(),
+    )
+    .await;
+    run_fails_with(
+        &["run", "--provider", "mock", "--kubeconfig", kc],
+        "reading kubeconfig",
+        dir.path(),
+    )
+    .await;
     run_fails_with(&["sandbox", "--nodes", "lots"], "--nodes", dir.path()).await;
 }

@@ -393,7 +393,11 @@ async fn bad_input_is_reported_and_others_converge() {
     .unwrap();
     // Impossible for a NodePort-based provider: no nodePorts allocated.
     let mut no_ports = mk("no-node-ports", json!({}), None);
-    no_ports.spec.as_mut().unwrap().allocate_load_balancer_node_ports = Some(false);
+    no_ports
+        .spec
+        .as_mut()
+        .unwrap()
+        .allocate_load_balancer_node_ports = Some(false);
     api.create(&PostParams::default(), &no_ports).await.unwrap();
     api.create(
         &PostParams::default(),
@@ -534,14 +538,21 @@ async fn drift_is_repaired_and_orphans_are_swept() {
     // its load balancer is an orphan that the sweep removes.
     let mut svc = api.get("my-app-service").await.unwrap();
     svc.metadata.finalizers = None;
-    api.replace("my-app-service", &PostParams::default(), &svc).await.unwrap();
-    api.delete("my-app-service", &DeleteParams::default()).await.unwrap();
+    api.replace("my-app-service", &PostParams::default(), &svc)
+        .await
+        .unwrap();
+    api.delete("my-app-service", &DeleteParams::default())
+        .await
+        .unwrap();
     assert_eq!(lbs(&w).len(), 1);
     let mut config = test_config();
     config.sweep_interval_seconds = 0.5;
     config.sweep_grace_seconds = 0.0;
     let ctl = start_controller(&w, config).await;
-    eventually(WAIT, "orphan swept", || async { lbs(&w).is_empty().then_some(()) }).await;
+    eventually(WAIT, "orphan swept", || async {
+        lbs(&w).is_empty().then_some(())
+    })
+    .await;
     ctl.stop().await;
     w.shutdown().await;
 }

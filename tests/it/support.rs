@@ -176,16 +176,18 @@ impl RunningController {
 
 /// A fast test configuration: short backoff and debounce, drift and sweep off unless asked.
 pub fn test_config() -> ControllerConfig {
-    let mut c = ControllerConfig::default();
-    c.cluster_name = "test".to_string();
-    c.backoff_base_seconds = 0.2;
-    c.backoff_max_seconds = 2.0;
-    c.node_sync_debounce_seconds = 0.2;
-    c.drift_interval_seconds = 0.0;
-    c.sweep_interval_seconds = 0.0;
+    let mut c = ControllerConfig {
+        cluster_name: "test".to_string(),
+        backoff_base_seconds: 0.2,
+        backoff_max_seconds: 2.0,
+        node_sync_debounce_seconds: 0.2,
+        drift_interval_seconds: 0.0,
+        sweep_interval_seconds: 0.0,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        cloud_call_timeout_seconds: 5.0,
+        ..ControllerConfig::default()
+    };
     c.leader_election.enabled = false;
-    c.metrics_addr = "127.0.0.1:0".parse().unwrap();
-    c.cloud_call_timeout_seconds = 5.0;
     c
 }
 

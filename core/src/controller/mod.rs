@@ -240,7 +240,9 @@ pub async fn run(
         }
         let e = elector.clone();
         // Tied to this future: if the controller is dropped, renewals stop with it.
-        _renewal = Some(AbortOnDrop(tokio::spawn(async move { e.hold(lead_tx).await })));
+        _renewal = Some(AbortOnDrop(tokio::spawn(
+            async move { e.hold(lead_tx).await },
+        )));
     }
     metrics.leader.set(1);
     let result = lead(

@@ -260,7 +260,11 @@ async fn apply(
                 ProviderError::Throttled {
                     retry_after: Some(after),
                     ..
-                } => Ok(Action::requeue(ctx.backoffs.hold(&key, fingerprint, Some(after)))),
+                } => Ok(Action::requeue(ctx.backoffs.hold(
+                    &key,
+                    fingerprint,
+                    Some(after),
+                ))),
                 _ => Ok(Action::requeue(ctx.backoffs.next_delay(&key, fingerprint))),
             }
         }

@@ -223,7 +223,10 @@ mod tests {
         assert!(d[3] >= Duration::from_secs(40), "{d:?}");
         assert!(d[9] <= Duration::from_secs(600), "{d:?}");
         assert!(b.remaining(&k, 1).is_some());
-        assert!(b.remaining(&k, 2).is_none(), "a changed spec is not held back");
+        assert!(
+            b.remaining(&k, 2).is_none(),
+            "a changed spec is not held back"
+        );
         b.reset(&k);
         assert!(b.remaining(&k, 1).is_none());
         assert!(b.next_delay(&k, 1) <= Duration::from_secs(10));

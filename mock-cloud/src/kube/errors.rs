@@ -17,12 +17,20 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { reason: reason.to_string(), message: message.into(), field: field.into() }
+        Self {
+            reason: reason.to_string(),
+            message: message.into(),
+            field: field.into(),
+        }
     }
     /// `field: Invalid value: <value>: <detail>`; `value` is already rendered the way Go's
     /// `%#v`/`%v` would (numbers bare, strings quoted).
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, detail: &str) -> Self {
-        Self::new("FieldValueInvalid", field, format!("Invalid value: {value}: {detail}"))
+        Self::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {value}: {detail}"),
+        )
     }
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
         let msg = if detail.is_empty() {
@@ -36,10 +44,22 @@ impl Cause {
         Self::new("FieldValueForbidden", field, format!("Forbidden: {detail}"))
     }
     pub fn duplicate(field: impl Into<String>, value: impl std::fmt::Display) -> Self {
-        Self::new("FieldValueDuplicate", field, format!("Duplicate value: {value}"))
+        Self::new(
+            "FieldValueDuplicate",
+            field,
+            format!("Duplicate value: {value}"),
+        )
     }
-    pub fn not_supported(field: impl Into<String>, value: impl std::fmt::Display, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        supported: &[&str],
+    ) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         Self::new(
             "FieldValueNotSupported",
             field,
@@ -54,8 +74,9 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    /// `details` object, when upstream sends one.
-    pub details: Option<Value>,
+    /// `details` object, when upstream sends one (boxed: errors travel in `Result`s everywhere
+    /// and should stay small).
+    pub details: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -68,35 +89,56 @@ impl std::error::Error for ApiError {}
 
 /// `plural` or `plural.group`, as upstream names resources in messages.
 pub fn qualified(plural: &str, group: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self { code, reason: reason.to_string(), message: message.into(), details: None }
+        Self {
+            code,
+            reason: reason.to_string(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
     /// 404 `services "nope" not found`.
     pub fn not_found(plural: &str, group: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(plural, group)))
-            .with_details(json!({"name": name, "group": group, "kind": plural}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(plural, group)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
     /// 404 for a path the server does not serve.
     pub fn unknown_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 `services "app4" already exists`.
     pub fn already_exists(plural: &str, group: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(plural, group)))
-            .with_details(json!({"name": name, "group": group, "kind": plural}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(plural, group)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
     /// 409 optimistic-concurrency conflict.
@@ -116,16 +158,34 @@ impl ApiError {
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let body = causes
             .iter()
-            .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+            .map(|c| {
+                if c.field.is_empty() {
+                    c.message.clone()
+                } else {
+                    format!("{}: {}", c.field, c.message)
+                }
+            })
             .collect::<Vec<_>>();
-        let joined = if body.len() == 1 { body[0].clone() } else { format!("[{}]", body.join(", ")) };
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let joined = if body.len() == 1 {
+            body[0].clone()
+        } else {
+            format!("[{}]", body.join(", "))
+        };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let causes: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}"))
-            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{qualified_kind} \"{name}\" is invalid: {joined}"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
 
     /// 500 `Internal error occurred: <msg>`.
@@ -167,7 +227,7 @@ impl ApiError {
             "code": self.code,
         });
         if let (Some(details), Some(obj)) = (&self.details, v.as_object_mut()) {
-            obj.insert("details".to_string(), details.clone());
+            obj.insert("details".to_string(), (**details).clone());
         }
         v
     }
@@ -183,7 +243,11 @@ mod tests {
             "Service",
             "",
             "badport",
-            vec![Cause::invalid("spec.ports[0].port", 70000, "must be between 1 and 65535, inclusive")],
+            vec![Cause::invalid(
+                "spec.ports[0].port",
+                70000,
+                "must be between 1 and 65535, inclusive",
+            )],
         );
         assert_eq!(
             e.message,

@@ -127,10 +127,11 @@ pub fn sync_nodes(store: &Store, instances: &Instances) {
     for node in existing {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
         let simulated = node["metadata"]["labels"][SIMULATED_LABEL] == "true";
-        if simulated && !names.contains(name) {
-            if let Err(e) = store.delete("", "nodes", None, name) {
-                debug!(node = %name, error = %e, "could not remove node");
-            }
+        if simulated
+            && !names.contains(name)
+            && let Err(e) = store.delete("", "nodes", None, name)
+        {
+            debug!(node = %name, error = %e, "could not remove node");
         }
     }
 }

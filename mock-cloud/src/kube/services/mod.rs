@@ -7,7 +7,6 @@
 
 // `ApiError` is the error type of the `Strategy` contract and is built only on the cold
 // failure path, so its size does not matter here.
-#![allow(clippy::result_large_err)]
 
 mod alloc;
 mod bitmap;
