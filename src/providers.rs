@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use frontdesk_core::config::ControllerConfig;
 use frontdesk_core::provider::{LoadBalancerProvider, ProviderContext};
+use frontdesk_core::ratelimit::{ApiBudget, BucketConfig};
 
 /// Providers this build knows.
 pub const PROVIDERS: &[&str] = &["mock"];
@@ -36,4 +38,20 @@ pub fn build(
             PROVIDERS.join(", ")
         ),
     }
+}
+
+/// The client-side cloud API budget: the provider's buckets (shaped like the cloud's own),
+/// with any `cloudApiBuckets` from the config file over them.
+pub fn budget(name: &str, config: &ControllerConfig) -> ApiBudget {
+    let mut buckets: std::collections::BTreeMap<String, BucketConfig> = match name {
+        "mock" => frontdesk_provider_mock::budget_buckets()
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
+            .collect(),
+        _ => Default::default(),
+    };
+    for (n, b) in &config.cloud_api_buckets {
+        buckets.insert(n.clone(), BucketConfig::new(b.capacity, b.refill_per_second));
+    }
+    ApiBudget::new(buckets)
 }

@@ -10,7 +10,6 @@ use frontdesk_core::config::ControllerConfig;
 use frontdesk_core::health::{self, Health};
 use frontdesk_core::metrics::Metrics;
 use frontdesk_core::provider::ProviderContext;
-use frontdesk_core::ratelimit::ApiBudget;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio_util::sync::CancellationToken;
@@ -108,7 +107,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let client = kube_client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = ProviderContext::new(Arc::new(ApiBudget::unlimited()), metrics.clone());
+    let ctx = ProviderContext::new(
+        Arc::new(providers::budget(&args.provider, &config)),
+        metrics.clone(),
+    );
     let opts = ProviderOptions {
         cloud_url: args.cloud_url.clone(),
     };

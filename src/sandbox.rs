@@ -10,7 +10,6 @@ use frontdesk_core::config::ControllerConfig;
 use frontdesk_core::health::{self, Health};
 use frontdesk_core::metrics::Metrics;
 use frontdesk_core::provider::ProviderContext;
-use frontdesk_core::ratelimit::ApiBudget;
 use frontdesk_mock_cloud::faults::Profile;
 use frontdesk_mock_cloud::{MockCloud, MockCloudConfig};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +120,10 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let kc = absolute(&args.cloud.kubeconfig);
     let client = crate::run::kube_client(Some(&kc)).await?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = ProviderContext::new(Arc::new(ApiBudget::unlimited()), metrics.clone());
+    let ctx = ProviderContext::new(
+        Arc::new(providers::budget(&args.provider, &config)),
+        metrics.clone(),
+    );
     let provider = providers::build(
         &args.provider,
         &ProviderOptions {

@@ -37,6 +37,17 @@ pub struct ControllerConfig {
     pub metrics_addr: SocketAddr,
     /// Timeout of every single cloud call (seconds).
     pub cloud_call_timeout_seconds: f64,
+    /// Client-side cloud API buckets by name, overriding the provider's defaults (which copy
+    /// the cloud's published throttling buckets). Raise them if your account has higher limits.
+    pub cloud_api_buckets: std::collections::BTreeMap<String, BucketSpec>,
+}
+
+/// One client-side token bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BucketSpec {
+    pub capacity: f64,
+    pub refill_per_second: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -80,6 +91,7 @@ impl Default for ControllerConfig {
             leader_election: LeaderElectionConfig::default(),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             cloud_call_timeout_seconds: 30.0,
+            cloud_api_buckets: Default::default(),
         }
     }
 }
@@ -154,6 +166,10 @@ impl ControllerConfig {
         non_negative("sweepIntervalSeconds", self.sweep_interval_seconds)?;
         non_negative("sweepGraceSeconds", self.sweep_grace_seconds)?;
         positive("cloudCallTimeoutSeconds", self.cloud_call_timeout_seconds)?;
+        for (name, b) in &self.cloud_api_buckets {
+            positive(&format!("cloudApiBuckets.{name}.capacity"), b.capacity)?;
+            positive(&format!("cloudApiBuckets.{name}.refillPerSecond"), b.refill_per_second)?;
+        }
         let le = &self.leader_election;
         if le.enabled {
             if !is_dns_label(&le.lease_name) {
@@ -260,6 +276,10 @@ mod tests {
                 "leaderElection.renewIntervalSeconds",
             ),
             ("driftIntervalSeconds: -1", "driftIntervalSeconds"),
+            (
+                "cloudApiBuckets:\n  mutate: {capacity: 0, refillPerSecond: 1}",
+                "cloudApiBuckets.mutate.capacity",
+            ),
         ];
         for (yaml, field) in cases {
             let e = ControllerConfig::from_yaml(yaml)

@@ -1,0 +1,1 @@
+//! frontdesk-provider-aws (in progress)

@@ -1,0 +1,1 @@
+//! frontdesk-provider-baremetal (in progress)
