@@ -43,6 +43,37 @@ fn cached_service(ctx: &Context, key: &ServiceKey) -> Option<Arc<Service>> {
         .get(&ObjectRef::new(&key.name).within(&key.namespace))
 }
 
+/// A converged Service as it is now, with the spec for the current backend set.
+struct Current {
+    svc: Arc<Service>,
+    spec: crate::provider::LoadBalancerSpec,
+    version: u64,
+    nodes: Arc<Vec<crate::provider::BackendNode>>,
+}
+
+/// The cached Service behind `applied` (same UID, still claimed) and its spec; `None` when
+/// the Service changed hands or its spec no longer builds (the reconcile reports that).
+fn current(ctx: &Context, key: &ServiceKey, applied: &super::state::Applied) -> Option<Current> {
+    let svc = cached_service(ctx, key)?;
+    if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
+        return None;
+    }
+    let (version, nodes) = ctx.backends.current();
+    let input = SpecInput {
+        cluster: &ctx.config.cluster_name,
+        service: &svc,
+        nodes: &nodes,
+        needs_node_ports: ctx.provider.capabilities().needs_node_ports,
+    };
+    let spec = build_spec(&input).ok()?;
+    Some(Current {
+        svc,
+        spec,
+        version,
+        nodes,
+    })
+}
+
 fn jitter(d: Duration) -> Duration {
     let f: f64 = rand::rng().random_range(0.8..1.2);
     d.mul_f64(f)
@@ -101,24 +132,18 @@ async fn update_one(ctx: &Context, key: &ServiceKey) {
     let Some(applied) = ctx.applied.get(key) else {
         return;
     };
-    let (version, nodes) = ctx.backends.current();
-    if !applied.ready || applied.nodes_version == version {
+    if !applied.ready || applied.nodes_version == ctx.backends.current().0 {
         return;
     }
-    let Some(svc) = cached_service(ctx, key) else {
+    let Some(Current {
+        svc,
+        spec,
+        version,
+        nodes,
+    }) = current(ctx, key, &applied)
+    else {
         return;
     };
-    if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
-        return;
-    }
-    let caps = ctx.provider.capabilities();
-    let input = SpecInput {
-        cluster: &ctx.config.cluster_name,
-        service: &svc,
-        nodes: &nodes,
-        needs_node_ports: caps.needs_node_ports,
-    };
-    let Ok(spec) = build_spec(&input) else { return };
     match ctx.with_timeout(ctx.provider.update_backends(&spec)).await {
         Ok(()) => {
             ctx.applied.set_nodes_version(key, &applied.uid, version);
@@ -197,21 +222,12 @@ async fn check_one(ctx: &Context, key: &ServiceKey) {
     if !applied.ready {
         return;
     }
-    let Some(svc) = cached_service(ctx, key) else {
+    let Some(Current {
+        svc, spec, version, ..
+    }) = current(ctx, key, &applied)
+    else {
         return;
     };
-    if svc.uid().as_deref() != Some(applied.uid.as_str()) || !claims(&svc, &ctx.config) {
-        return;
-    }
-    let (version, nodes) = ctx.backends.current();
-    let caps = ctx.provider.capabilities();
-    let input = SpecInput {
-        cluster: &ctx.config.cluster_name,
-        service: &svc,
-        nodes: &nodes,
-        needs_node_ports: caps.needs_node_ports,
-    };
-    let Ok(spec) = build_spec(&input) else { return };
     match ctx.with_timeout(ctx.provider.ensure(&spec)).await {
         Ok(EnsureOutcome::Ready(lb)) => {
             ctx.applied.set_nodes_version(key, &applied.uid, version);

@@ -65,6 +65,17 @@ fn ingress_equal(a: &[LoadBalancerIngress], b: &[LoadBalancerIngress]) -> bool {
             .all(|(x, y)| x.ip == y.ip && x.hostname == y.hostname && x.ip_mode == y.ip_mode)
 }
 
+/// Conditions other writers own; a merge patch replaces the whole list, so they are resent.
+fn other_conditions(svc: &Service) -> Vec<Condition> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != CONDITION_TYPE)
+        .collect()
+}
+
 pub fn current_condition(svc: &Service) -> Option<&Condition> {
     svc.status
         .as_ref()?
@@ -118,15 +129,7 @@ pub fn status_patch(
                 observed_generation: generation,
                 last_transition_time: transition,
             };
-            // Merge patch replaces the whole list: keep other writers' conditions as they are.
-            let mut all: Vec<Condition> = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| c.type_ != CONDITION_TYPE)
-                .collect();
+            let mut all = other_conditions(svc);
             all.push(ours);
             status.insert("conditions".to_string(), json!(all));
         }
@@ -146,14 +149,7 @@ pub fn clear_patch(svc: &Service) -> Option<Value> {
     if !had_ingress && !had_condition {
         return None;
     }
-    let others: Vec<Condition> = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.type_ != CONDITION_TYPE)
-        .collect();
+    let others = other_conditions(svc);
     let conditions = if others.is_empty() {
         Value::Null
     } else {
