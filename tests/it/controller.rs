@@ -102,6 +102,11 @@ async fn example_service_gets_an_address() {
         "{body}"
     );
     promtool_check(&body).await;
+    for probe in ["healthz", "readyz"] {
+        let url = ctl.metrics_url.replace("/metrics", &format!("/{probe}"));
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 200, "{probe}");
+    }
     ctl.stop().await;
     w.shutdown().await;
 }
