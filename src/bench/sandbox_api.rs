@@ -1,63 +1,20 @@
-//! `frontdesk bench SCENARIO`: scale benchmarks that print measured numbers.
+//! `sandbox-api`: the sandbox Kubernetes API alone (creates, watch, lists), no controller.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::Args;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Scenario: `sandbox-api`.
-    pub scenario: String,
-    /// Services to create.
-    #[arg(long, default_value_t = 10_000)]
-    pub services: usize,
-    /// Nodes to create.
-    #[arg(long, default_value_t = 5_000)]
-    pub nodes: usize,
-    /// Concurrent client requests.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-}
+use super::BenchArgs;
+use super::report::{progress, rss_kib};
 
-pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    match args.scenario.as_str() {
-        "sandbox-api" => sandbox_api(&args).await,
-        other => bail!("unknown bench scenario {other:?}; known: sandbox-api"),
-    }
-}
-
-/// Resident memory of this process (kB): (current, peak).
-pub fn rss_kib() -> (u64, u64) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return (0, 0);
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn progress(msg: &str) {
-    eprintln!("bench: {msg}");
-}
-
-async fn sandbox_api(args: &BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     use frontdesk_mock_cloud::kube::sandbox::{Sandbox, SandboxConfig};
     let (rss_before, _) = rss_kib();
     let sandbox = Sandbox::start(SandboxConfig::default())
