@@ -268,13 +268,14 @@ fn sharing_table() {
 fn dual_stack_table() {
     let both = || pool("both", &["192.0.2.0/28", "2001:db8::/124"]);
     let v4only = || pool("v4", &["198.51.100.0/28"]);
-    let cases: Vec<(
-        &str,
+    type Case = (
+        &'static str,
         Vec<PoolDef>,
         FamilyPolicy,
         Vec<IpFamily>,
         Result<usize, ()>,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "single",
             vec![both()],

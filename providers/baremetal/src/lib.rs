@@ -4,6 +4,14 @@
 //! the controller's memory) decides who holds it.
 
 pub mod alloc;
+pub mod claims;
 pub mod crd;
+mod ops;
+pub mod pools;
+pub mod provider;
 pub mod ranges;
 pub mod request;
+
+pub use crd::{crds, crds_yaml};
+pub use pools::install;
+pub use provider::BareMetalProvider;

@@ -224,7 +224,8 @@ mod tests {
     #[test]
     fn annotation_table() {
         type Check = fn(&Result<AnnotationRequest, RequestError>) -> bool;
-        let cases: &[(&str, &[(&str, &str)], Check)] = &[
+        type Case = (&'static str, &'static [(&'static str, &'static str)], Check);
+        let cases: &[Case] = &[
             ("nothing", &[], |r| {
                 *r.as_ref().unwrap() == AnnotationRequest::default()
             }),

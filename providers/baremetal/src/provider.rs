@@ -1,0 +1,563 @@
+//! [`BareMetalProvider`]: the `LoadBalancerProvider` of bare-metal mode.
+//!
+//! Every address a Service holds is one `IPAddressClaim`. `ensure` first looks for the
+//! Service's claims (by its uid label) and keeps them unless the request changed; only then does
+//! it choose a new address, reserve it in the in-memory index, and create the claim. The create
+//! is the lock: AlreadyExists means someone else (another controller, a previous run) holds it,
+//! and the next candidate is tried. Nothing is published before the claim exists.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use frontdesk_core::controller::events::{EventType, Recorder};
+use frontdesk_core::provider::{
+    Capabilities, EnsureOutcome, HealthCheck, Ingress, IpFamily, IpMode, LoadBalancerProvider,
+    LoadBalancerSpec, LoadBalancerStatus, ProviderContext, ProviderError, ProvisioningRecord,
+    ResourceRef, ServiceKey,
+};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
+
+use crate::alloc::{AllocError, Allocator, Holding, PoolDef, User};
+use crate::claims::{self, claim_object, classify, holding_of};
+use crate::crd::{CLUSTER_LABEL, IPAddressClaim, IPAddressPool, SERVICE_UID_LABEL_PREFIX};
+use crate::ops;
+use crate::ranges::family_of;
+use crate::request::{FamilyPolicy, ServiceRequest, parse_annotations};
+
+pub const PROVIDER: &str = "baremetal";
+/// The record's one resource kind: the claims of a Service, named by its uid.
+pub const RECORD_KIND: &str = "ipclaims";
+/// How long a pool list is trusted before `ensure` lists again.
+const POOLS_TTL: Duration = Duration::from_secs(2);
+/// Candidates tried before giving up on one family (each failure is an address someone else
+/// claimed between our look and our create).
+const MAX_ATTEMPTS: usize = 64;
+
+pub(crate) struct State {
+    pub alloc: Allocator,
+    pub loaded: bool,
+    pub pools_at: Option<tokio::time::Instant>,
+    /// Pools known to carry our finalizer.
+    pub finalized: HashSet<String>,
+    /// Pools with namespace selectors (only then is the Namespace read).
+    pub ns_selectors: bool,
+}
+
+pub struct BareMetalProvider {
+    pub(crate) client: Client,
+    pub(crate) ctx: ProviderContext,
+    pub(crate) state: Mutex<State>,
+    recorder: Recorder,
+    status_loop: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for BareMetalProvider {
+    fn drop(&mut self) {
+        if let Some(h) = &self.status_loop {
+            h.abort();
+        }
+    }
+}
+
+impl BareMetalProvider {
+    /// A provider using `client` for pools and claims. Starts the pool status loop (counts,
+    /// conditions, finalizer) when called inside a tokio runtime.
+    pub fn new(client: Client, ctx: ProviderContext) -> Arc<Self> {
+        let status_loop = tokio::runtime::Handle::try_current().ok().map(|h| {
+            h.spawn(crate::pools::status_loop(
+                client.clone(),
+                Duration::from_secs(2),
+            ))
+            .abort_handle()
+        });
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), "frontdesk-baremetal"),
+            client,
+            ctx,
+            state: Mutex::new(State {
+                alloc: Allocator::default(),
+                loaded: false,
+                pools_at: None,
+                finalized: HashSet::new(),
+                ns_selectors: false,
+            }),
+            status_loop,
+        })
+    }
+
+    pub(crate) fn claims_api(&self) -> Api<IPAddressClaim> {
+        Api::all(self.client.clone())
+    }
+
+    /// Load pools (when stale or `force`) and, the first time, every claim.
+    async fn refresh(&self, force: bool) -> Result<(), ProviderError> {
+        let stale = {
+            let st = self.state.lock().await;
+            force || !st.loaded || st.pools_at.is_none_or(|t| t.elapsed() > POOLS_TTL)
+        };
+        if !stale {
+            return Ok(());
+        }
+        let pools_api: Api<IPAddressPool> = Api::all(self.client.clone());
+        let pools = ops::call(
+            &self.ctx,
+            "ListPools",
+            pools_api.list(&ListParams::default()),
+        )
+        .await?;
+        let loaded = self.state.lock().await.loaded;
+        let claims = if loaded {
+            None
+        } else {
+            let lp = ListParams::default();
+            Some(ops::call(&self.ctx, "ListClaims", self.claims_api().list(&lp)).await?)
+        };
+        let mut st = self.state.lock().await;
+        let defs: Vec<PoolDef> = pools.items.iter().map(|p| PoolDef::from_crd(p).0).collect();
+        st.ns_selectors = defs.iter().any(|d| {
+            d.allocation
+                .as_ref()
+                .is_some_and(|a| !a.namespace_selectors.is_empty())
+        });
+        st.finalized = pools
+            .items
+            .iter()
+            .filter(|p| {
+                p.finalizers()
+                    .iter()
+                    .any(|f| f == crate::crd::POOL_FINALIZER)
+            })
+            .map(|p| p.name_any())
+            .collect();
+        st.alloc.set_pools(defs);
+        if let Some(claims) = claims {
+            for c in &claims.items {
+                if let Some((ip, h)) = holding_of(c) {
+                    st.alloc.hold(ip, h);
+                }
+            }
+            st.loaded = true;
+            info!(
+                claims = st.alloc.used_count(),
+                "bare-metal allocator loaded"
+            );
+        }
+        st.pools_at = Some(tokio::time::Instant::now());
+        Ok(())
+    }
+
+    /// What the allocator needs about the Service: its fields the spec does not carry.
+    async fn request(
+        &self,
+        spec: &LoadBalancerSpec,
+    ) -> Result<(ServiceRequest, Service, Vec<String>), ProviderError> {
+        let ann = parse_annotations(&spec.annotations)
+            .map_err(|e| ProviderError::invalid("metadata.annotations", e.to_string()))?;
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &spec.service.namespace);
+        let svc = ops::call(&self.ctx, "GetService", api.get(&spec.service.name)).await?;
+        if svc.uid().as_deref() != Some(spec.uid.as_str()) {
+            return Err(ProviderError::transient(format!(
+                "Service {} was replaced (uid changed); will retry with the new one",
+                spec.service
+            )));
+        }
+        let sspec = svc.spec.clone().unwrap_or_default();
+        let mut requested = spec.requested_ips.clone();
+        for ip in &ann.ips {
+            if !requested.contains(ip) {
+                requested.push(*ip);
+            }
+        }
+        if requested
+            .iter()
+            .map(|i| family_of(*i))
+            .collect::<HashSet<_>>()
+            .len()
+            < requested.len()
+        {
+            return Err(ProviderError::invalid(
+                "metadata.annotations",
+                format!(
+                    "requested addresses {requested:?} name two addresses of one family; request \
+                     at most one IPv4 and one IPv6 address"
+                ),
+            ));
+        }
+        let backend_key = match &spec.health_check {
+            HealthCheck::Http { .. } => {
+                let sel: BTreeMap<String, String> = sspec.selector.clone().unwrap_or_default();
+                let parts: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                // Never empty for Local, so Local never shares with Cluster.
+                format!("local:{}", parts.join(","))
+            }
+            HealthCheck::Tcp => String::new(),
+        };
+        let needs_ns = self.state.lock().await.ns_selectors;
+        let namespace_labels = if needs_ns {
+            let ns_api: Api<Namespace> = Api::all(self.client.clone());
+            ops::call(
+                &self.ctx,
+                "GetNamespace",
+                ns_api.get(&spec.service.namespace),
+            )
+            .await?
+            .labels()
+            .clone()
+        } else {
+            BTreeMap::new()
+        };
+        let req = ServiceRequest {
+            uid: spec.uid.clone(),
+            namespace: spec.service.namespace.clone(),
+            name: spec.service.name.clone(),
+            labels: svc.labels().clone(),
+            namespace_labels,
+            families: spec.ip_families.clone(),
+            policy: FamilyPolicy::parse(sspec.ip_family_policy.as_deref()),
+            requested_ips: requested,
+            pool: ann.pool,
+            sharing_key: ann.sharing_key,
+            ports: spec.ports.iter().map(|p| (p.protocol, p.port)).collect(),
+            backend_key,
+        };
+        Ok((req, svc, ann.warnings))
+    }
+
+    /// The addresses this Service holds now: the index, or (when the index knows none, e.g. a
+    /// claim made by another replica) the API, which is authoritative.
+    async fn held(&self, uid: &str) -> Result<Vec<IpAddr>, ProviderError> {
+        let known = self.state.lock().await.alloc.held_by(uid);
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        let lp = ListParams::default().labels(&format!("{SERVICE_UID_LABEL_PREFIX}{uid}"));
+        let list = ops::call(&self.ctx, "ListClaims", self.claims_api().list(&lp)).await?;
+        let mut st = self.state.lock().await;
+        for c in &list.items {
+            if let Some((ip, h)) = holding_of(c) {
+                st.alloc.hold(ip, h);
+            }
+        }
+        Ok(st.alloc.held_by(uid))
+    }
+
+    /// Choose and claim one address of `family`; returns it and whether it is new.
+    async fn claim_one(
+        &self,
+        cluster: &str,
+        req: &ServiceRequest,
+        family: IpFamily,
+        want: Option<IpAddr>,
+        prefer_pool: Option<&str>,
+    ) -> Result<IpAddr, ProviderError> {
+        let mut skip: HashSet<IpAddr> = HashSet::new();
+        let mut refreshed = false;
+        for _ in 0..MAX_ATTEMPTS {
+            let chosen = {
+                let mut st = self.state.lock().await;
+                match st.alloc.choose(req, family, want, prefer_pool, &skip) {
+                    Ok(c) => {
+                        if !c.shared {
+                            // Reserve in memory so concurrent reconciles pick other addresses.
+                            st.alloc.hold(
+                                c.ip,
+                                Holding {
+                                    pool: c.pool.clone(),
+                                    sharing_key: req.sharing_key.clone(),
+                                    users: vec![User::of(req)],
+                                },
+                            );
+                        }
+                        let finalized = st.finalized.contains(&c.pool);
+                        Ok((c, finalized))
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let (choice, finalized) = match chosen {
+                Ok(x) => x,
+                // Our view may be stale (a pool just created, a claim released elsewhere):
+                // look again once before failing.
+                Err(e) if !refreshed && !matches!(e, AllocError::DualStackRequest { .. }) => {
+                    refreshed = true;
+                    self.resync().await?;
+                    continue;
+                }
+                Err(e) => return Err(alloc_error(e)),
+            };
+            if !finalized {
+                ops::add_pool_finalizer(self, &choice.pool).await?;
+            }
+            if choice.shared {
+                match ops::join_claim(self, choice.ip, req).await {
+                    Ok(true) => return Ok(choice.ip),
+                    Ok(false) => {
+                        skip.insert(choice.ip);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let holding = Holding {
+                pool: choice.pool.clone(),
+                sharing_key: req.sharing_key.clone(),
+                users: vec![User::of(req)],
+            };
+            let obj = claim_object(cluster, choice.ip, &holding);
+            let res = self
+                .ctx
+                .call(PROVIDER, "CreateClaim", &[], async {
+                    Ok(self.claims_api().create(&PostParams::default(), &obj).await)
+                })
+                .await?;
+            match res {
+                Ok(_) => {
+                    info!(ip = %choice.ip, pool = %choice.pool, service = %req.namespace, name = %req.name, "address claimed");
+                    return Ok(choice.ip);
+                }
+                Err(e) if claims::is_already_exists(&e) => {
+                    debug!(ip = %choice.ip, "address already claimed elsewhere; trying the next");
+                    // Learn the real holder (it may be shareable, or even us from a past run).
+                    self.state.lock().await.alloc.release(choice.ip);
+                    skip.insert(choice.ip);
+                    let name = crate::crd::claim_name(choice.ip);
+                    if let Ok(c) = self.claims_api().get(&name).await
+                        && let Some((ip, h)) = holding_of(&c)
+                    {
+                        let mine = h.users.iter().any(|u| u.uid == req.uid);
+                        self.state.lock().await.alloc.hold(ip, h);
+                        if mine {
+                            return Ok(ip);
+                        }
+                        skip.remove(&ip);
+                    }
+                }
+                Err(e) => {
+                    self.state.lock().await.alloc.release(choice.ip);
+                    return Err(classify("creating IPAddressClaim", e));
+                }
+            }
+        }
+        Err(ProviderError::transient(format!(
+            "gave up after {MAX_ATTEMPTS} addresses that were claimed concurrently; will retry"
+        )))
+    }
+
+    /// Drop the in-memory index and load everything again.
+    async fn resync(&self) -> Result<(), ProviderError> {
+        {
+            let mut st = self.state.lock().await;
+            st.alloc = Allocator::default();
+            st.loaded = false;
+        }
+        self.refresh(true).await
+    }
+
+    async fn event(&self, svc: &Service, kind: EventType, reason: &str, message: &str) {
+        self.recorder.publish(svc, kind, reason, message).await;
+    }
+
+    async fn claims_of(&self, uid: &str) -> Result<Vec<IPAddressClaim>, ProviderError> {
+        let lp = ListParams::default().labels(&format!("{SERVICE_UID_LABEL_PREFIX}{uid}"));
+        Ok(
+            ops::call(&self.ctx, "ListClaims", self.claims_api().list(&lp))
+                .await?
+                .items,
+        )
+    }
+}
+
+/// User errors become `InvalidSpec` (Warning Event + failed condition, no hot retry);
+/// exhaustion is `QuotaExceeded`, retried with backoff since addresses free up.
+fn alloc_error(e: AllocError) -> ProviderError {
+    match e {
+        AllocError::Exhausted { .. } => ProviderError::QuotaExceeded(e.to_string()),
+        other => ProviderError::invalid("status.loadBalancer.ingress", other.to_string()),
+    }
+}
+
+fn record_for(cluster: &str, service: ServiceKey, uid: &str) -> ProvisioningRecord {
+    ProvisioningRecord {
+        provider: PROVIDER.to_string(),
+        cluster: cluster.to_string(),
+        service,
+        uid: uid.to_string(),
+        resources: vec![ResourceRef {
+            kind: RECORD_KIND.to_string(),
+            id: uid.to_string(),
+        }],
+    }
+}
+
+fn status_of(mut ips: Vec<IpAddr>, families: &[IpFamily]) -> LoadBalancerStatus {
+    ips.sort_by_key(|ip| {
+        (
+            families
+                .iter()
+                .position(|f| *f == family_of(*ip))
+                .unwrap_or(9),
+            *ip,
+        )
+    });
+    LoadBalancerStatus {
+        ingress: ips
+            .into_iter()
+            .map(|ip| Ingress {
+                ip: Some(ip),
+                hostname: None,
+                ip_mode: Some(IpMode::Vip),
+            })
+            .collect(),
+    }
+}
+
+#[async_trait]
+impl LoadBalancerProvider for BareMetalProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            needs_node_ports: false,
+            node_backends: false,
+            udp: true,
+            sctp: true,
+            mixed_protocols: true,
+        }
+    }
+
+    fn record(&self, spec: &LoadBalancerSpec) -> Result<ProvisioningRecord, ProviderError> {
+        parse_annotations(&spec.annotations)
+            .map_err(|e| ProviderError::invalid("metadata.annotations", e.to_string()))?;
+        Ok(record_for(&spec.cluster, spec.service.clone(), &spec.uid))
+    }
+
+    async fn ensure(&self, spec: &LoadBalancerSpec) -> Result<EnsureOutcome, ProviderError> {
+        self.refresh(false).await?;
+        let (req, svc, warnings) = self.request(spec).await?;
+        for w in &warnings {
+            self.event(&svc, EventType::Warning, "DeprecatedAnnotation", w)
+                .await;
+        }
+        let held = self.held(&spec.uid).await?;
+        let plan = match Allocator::plan(&req) {
+            Ok(p) => p,
+            Err(e) => {
+                self.event(&svc, EventType::Warning, "AllocationFailed", &e.to_string())
+                    .await;
+                return Err(alloc_error(e));
+            }
+        };
+        let (keep, drop): (Vec<IpAddr>, Vec<IpAddr>) = {
+            let st = self.state.lock().await;
+            held.iter().partition(|ip| st.alloc.keeps(&req, **ip))
+        };
+        let mut ips: Vec<IpAddr> = Vec::new();
+        let mut first_pool: Option<String> = None;
+        for (i, (family, want)) in plan.iter().enumerate() {
+            if let Some(ip) = keep.iter().find(|ip| family_of(**ip) == *family) {
+                ips.push(*ip);
+                ops::refresh_user(self, *ip, &req).await?;
+            } else {
+                match self
+                    .claim_one(&spec.cluster, &req, *family, *want, first_pool.as_deref())
+                    .await
+                {
+                    Ok(ip) => {
+                        let msg = if i == 0 {
+                            format!("Assigned IP [\"{ip}\"]")
+                        } else {
+                            format!("Assigned additional IP [\"{ip}\"]")
+                        };
+                        self.event(&svc, EventType::Normal, "IPAllocated", &msg)
+                            .await;
+                        ips.push(ip);
+                    }
+                    Err(e) if i > 0 && req.policy == FamilyPolicy::PreferDualStack => {
+                        let msg = format!("no {family:?} address for PreferDualStack: {e}");
+                        warn!(service = %spec.service, "{msg}");
+                        self.event(&svc, EventType::Normal, "AdditionalAssignFailed", &msg)
+                            .await;
+                    }
+                    Err(e) => {
+                        self.event(&svc, EventType::Warning, "AllocationFailed", &e.to_string())
+                            .await;
+                        return Err(e);
+                    }
+                }
+            }
+            if first_pool.is_none() {
+                let st = self.state.lock().await;
+                first_pool = ips
+                    .last()
+                    .and_then(|ip| st.alloc.holding(*ip))
+                    .map(|h| h.pool.clone());
+            }
+        }
+        // Make before break: release what is no longer wanted only after the new is claimed.
+        for ip in drop {
+            ops::release(self, ip, &req.uid).await?;
+            self.event(
+                &svc,
+                EventType::Normal,
+                "ClearAssignment",
+                &format!("released {ip}"),
+            )
+            .await;
+        }
+        Ok(EnsureOutcome::Ready(status_of(ips, &req.families)))
+    }
+
+    async fn update_backends(&self, _spec: &LoadBalancerSpec) -> Result<(), ProviderError> {
+        // Backends are not nodes on bare metal; the speaker follows endpoints itself.
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        record: &ProvisioningRecord,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        let ips: Vec<IpAddr> = self
+            .claims_of(&record.uid)
+            .await?
+            .iter()
+            .filter_map(holding_of)
+            .map(|(ip, _)| ip)
+            .collect();
+        if ips.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(status_of(ips, &[IpFamily::IPv4, IpFamily::IPv6])))
+    }
+
+    async fn delete(&self, record: &ProvisioningRecord) -> Result<(), ProviderError> {
+        for c in self.claims_of(&record.uid).await? {
+            if let Some((ip, _)) = holding_of(&c) {
+                ops::release(self, ip, &record.uid).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<ProvisioningRecord>, ProviderError> {
+        let lp = ListParams::default().labels(&format!("{CLUSTER_LABEL}={cluster}"));
+        let list = ops::call(&self.ctx, "ListClaims", self.claims_api().list(&lp)).await?;
+        let mut by_uid: BTreeMap<String, ProvisioningRecord> = BTreeMap::new();
+        for c in &list.items {
+            for u in &c.spec.users {
+                by_uid.entry(u.uid.clone()).or_insert_with(|| {
+                    record_for(cluster, ServiceKey::new(&u.namespace, &u.name), &u.uid)
+                });
+            }
+        }
+        Ok(by_uid.into_values().collect())
+    }
+}
