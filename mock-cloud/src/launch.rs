@@ -25,6 +25,9 @@ pub struct MockCloudConfig {
     /// Latency and throttling of the cloud API.
     pub profile: Profile,
     pub seed: u64,
+    /// Sandbox API requires bearer tokens and enforces RBAC (the kubeconfig carries an admin
+    /// token; `sandbox.service_account_token` mints ServiceAccount tokens).
+    pub enforce_rbac: bool,
 }
 
 impl Default for MockCloudConfig {
@@ -36,6 +39,7 @@ impl Default for MockCloudConfig {
             provider_scheme: "mock".to_string(),
             profile: Profile::None,
             seed: 1,
+            enforce_rbac: false,
         }
     }
 }
@@ -64,6 +68,7 @@ impl MockCloud {
         let generic = generic::serve(config.cloud_listen, instances.clone(), faults).await?;
         let sandbox = Sandbox::start(SandboxConfig {
             listen: config.kube_listen,
+            enforce_rbac: config.enforce_rbac,
             ..SandboxConfig::default()
         })
         .await

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
+use super::rbac::RBAC_GROUP;
 use super::resources::ResourceInfo;
 use super::strategy::{Strategy, WriteCtx};
 
@@ -160,6 +161,67 @@ const DEFS: &[Def] = &[
         version: "v1",
         kind: "Lease",
         plural: "leases",
+        namespaced: true,
+        short: &[],
+        categories: &[],
+        status: false,
+    },
+    Def {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        namespaced: true,
+        short: &["ds"],
+        categories: &["all"],
+        status: true,
+    },
+    Def {
+        group: "policy",
+        version: "v1",
+        kind: "PodDisruptionBudget",
+        plural: "poddisruptionbudgets",
+        namespaced: true,
+        short: &["pdb"],
+        categories: &[],
+        status: true,
+    },
+    // RBAC objects (evaluated by `rbac.rs` when the sandbox enforces them).
+    Def {
+        group: RBAC_GROUP,
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+        short: &[],
+        categories: &[],
+        status: false,
+    },
+    Def {
+        group: RBAC_GROUP,
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+        short: &[],
+        categories: &[],
+        status: false,
+    },
+    Def {
+        group: RBAC_GROUP,
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+        short: &[],
+        categories: &[],
+        status: false,
+    },
+    Def {
+        group: RBAC_GROUP,
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
         namespaced: true,
         short: &[],
         categories: &[],

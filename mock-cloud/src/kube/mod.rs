@@ -1,5 +1,6 @@
 //! The sandbox Kubernetes API server.
 
+pub mod auth;
 pub mod builtin;
 pub mod crd;
 pub mod discovery;
@@ -7,6 +8,7 @@ pub mod errors;
 pub mod nodes;
 pub mod openapi;
 pub mod patch;
+pub mod rbac;
 pub mod resources;
 pub mod sandbox;
 pub mod selectors;

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{AuditEntry, Authenticator};
 use super::errors::ApiError;
 use super::server::{self, App, ServerConfig};
 use super::services::{ServiceConfig, ServiceStrategy};
@@ -25,6 +26,8 @@ pub struct SandboxConfig {
     pub server: ServerConfig,
     /// ClusterIP / NodePort ranges of the Service allocator.
     pub services: ServiceConfig,
+    /// Require bearer tokens and enforce RBAC (off by default: everyone may do everything).
+    pub enforce_rbac: bool,
 }
 
 impl Default for SandboxConfig {
@@ -34,6 +37,7 @@ impl Default for SandboxConfig {
             store: StoreConfig::default(),
             server: ServerConfig::default(),
             services: ServiceConfig::default(),
+            enforce_rbac: false,
         }
     }
 }
@@ -58,6 +62,7 @@ pub struct Sandbox {
     store: Store,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    auth: Option<Arc<Authenticator>>,
 }
 
 /// Registers the per-kind strategies that live in other modules.
@@ -105,10 +110,12 @@ impl Sandbox {
                 })?;
         let addr = listener.local_addr().map_err(SandboxError::LocalAddr)?;
         let shutdown = CancellationToken::new();
+        let auth = config.enforce_rbac.then(|| Arc::new(Authenticator::new()));
         let app = Arc::new(App {
             store: store.clone(),
             config: config.server.clone(),
             shutdown: shutdown.clone(),
+            auth: auth.clone(),
         });
         let router = server::router(app);
         let stop = shutdown.clone();
@@ -125,6 +132,7 @@ impl Sandbox {
             store,
             shutdown,
             task,
+            auth,
         })
     }
 
@@ -140,9 +148,35 @@ impl Sandbox {
         self.store.clone()
     }
 
-    /// A kubeconfig for this server: plain HTTP, a user without credentials.
+    /// A kubeconfig for this server: plain HTTP, a user without credentials (with RBAC
+    /// enforced: the admin token, which RBAC does not restrict).
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml(&self.url())
+        match &self.auth {
+            Some(a) => kubeconfig_yaml_with_token(&self.url(), a.admin_token()),
+            None => kubeconfig_yaml(&self.url()),
+        }
+    }
+
+    /// Whether requests need tokens and pass RBAC.
+    pub fn enforces_rbac(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// RBAC decisions on resource requests of every non-admin user, oldest first (empty when
+    /// RBAC is not enforced).
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.auth.as_ref().map(|a| a.audit()).unwrap_or_default()
+    }
+
+    /// A bearer token for the ServiceAccount `namespace/name` (which must exist), as a
+    /// TokenRequest would give. `None` when RBAC is not enforced (tokens mean nothing then).
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Result<String, ApiError>> {
+        let auth = self.auth.as_ref()?;
+        Some(auth.issue(&self.store, namespace, name))
     }
 
     /// Stops accepting, ends open watches and waits for in-flight requests.
@@ -152,6 +186,11 @@ impl Sandbox {
             tracing::warn!(error = %e, "sandbox API server task failed");
         }
     }
+}
+
+/// The kubeconfig text for a server URL, authenticating with a bearer token.
+pub fn kubeconfig_yaml_with_token(server: &str, token: &str) -> String {
+    kubeconfig_yaml(server).replace("  user: {}\n", &format!("  user:\n    token: {token}\n"))
 }
 
 /// The kubeconfig text for a server URL.
@@ -192,5 +231,8 @@ mod tests {
             "http://127.0.0.1:1234"
         );
         assert!(v["users"][0]["user"].is_object());
+        let text = kubeconfig_yaml_with_token("http://127.0.0.1:1234", "t0k");
+        let v: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(v["users"][0]["user"]["token"], "t0k");
     }
 }

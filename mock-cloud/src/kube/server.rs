@@ -3,6 +3,7 @@
 //! `/apis/{group}/{version}` form, the legacy `watch/` prefix), because the route table changes
 //! at run time with every CRD. Every error is answered as a `Status` object.
 
+mod access;
 #[cfg(test)]
 mod kubectl_tests;
 mod path;
@@ -54,6 +55,8 @@ pub struct App {
     pub config: ServerConfig,
     /// Cancelled at shutdown, so open watches end and graceful shutdown can finish.
     pub shutdown: CancellationToken,
+    /// Token authentication + RBAC; `None` serves everyone (the default).
+    pub auth: Option<Arc<super::auth::Authenticator>>,
 }
 
 /// The router serving the whole API.
@@ -184,6 +187,9 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         body,
     };
     let trimmed = path.trim_end_matches('/');
+    if let Err(e) = access::check(&app, trimmed, &req) {
+        return error_reply(&e);
+    }
     match trimmed {
         "/version" => json_reply(StatusCode::OK, &version_info()),
         "/healthz" | "/readyz" | "/livez" => text_reply("ok"),
@@ -270,6 +276,14 @@ async fn resource(app: &App, route: Route, req: Req) -> Response {
         || (info.namespaced && route.namespace.is_none() && route.name.is_some())
     {
         return error_reply(&ApiError::unknown_path());
+    }
+    if req.method == Method::POST
+        && let Some(reply) = access::token_request(app, &route)
+    {
+        return match reply {
+            Ok(v) => json_reply(StatusCode::CREATED, &v),
+            Err(e) => error_reply(&e),
+        };
     }
     let status_sub = match route.sub.as_deref() {
         None => false,
