@@ -87,6 +87,7 @@ pub async fn mock_cloud(args: MockCloudArgs) -> anyhow::Result<()> {
     let kc = absolute(&args.kubeconfig);
     println!("sandbox Kubernetes API: {}", cloud.kube_url());
     println!("mock cloud API:         {}", cloud.cloud_url());
+    println!("AWS front (ELBv2, EC2): {}", cloud.aws_url());
     println!("kubeconfig:             {}", kc.display());
     println!();
     println!("Run the controller against it:");

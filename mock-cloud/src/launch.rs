@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::{self, AwsConfig, AwsHandle};
 use crate::faults::{Faults, Profile};
 use crate::generic::{self, GenericHandle};
 use crate::kube::sandbox::{Sandbox, SandboxConfig};
@@ -18,6 +19,10 @@ pub struct MockCloudConfig {
     pub kube_listen: SocketAddr,
     /// Address of the generic cloud API (port 0: a free port).
     pub cloud_listen: SocketAddr,
+    /// Address of the AWS front, ELBv2 + EC2 (port 0: a free port).
+    pub aws_listen: SocketAddr,
+    /// Account, cluster tags and quotas of the AWS front.
+    pub aws: AwsConfig,
     /// Instances (and so Nodes) at start.
     pub nodes: usize,
     /// providerID scheme of the instances (`mock`, later `aws`, `gce`, `azure`).
@@ -35,6 +40,8 @@ impl Default for MockCloudConfig {
         Self {
             kube_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cloud_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            aws_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            aws: AwsConfig::default(),
             nodes: 3,
             provider_scheme: "mock".to_string(),
             profile: Profile::None,
@@ -50,12 +57,16 @@ pub enum LaunchError {
     Sandbox(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("starting the generic cloud API: {0}")]
     Generic(#[from] generic::GenericError),
+    #[error("starting the AWS front: {0}")]
+    Aws(#[from] aws::AwsFrontError),
 }
 
 /// The running fakes. Stop with [`MockCloud::shutdown`].
 pub struct MockCloud {
     pub sandbox: Sandbox,
     pub generic: GenericHandle,
+    /// The AWS front (ELBv2 + EC2 on one address); shares instances and faults with `generic`.
+    pub aws: AwsHandle,
     pub instances: Instances,
     stop: CancellationToken,
     sim: JoinHandle<()>,
@@ -65,7 +76,9 @@ impl MockCloud {
     pub async fn start(config: MockCloudConfig) -> Result<Self, LaunchError> {
         let instances = Instances::with_count(config.nodes, &config.provider_scheme);
         let faults = Faults::new(config.profile, config.seed);
-        let generic = generic::serve(config.cloud_listen, instances.clone(), faults).await?;
+        let generic =
+            generic::serve(config.cloud_listen, instances.clone(), faults.clone()).await?;
+        let aws = aws::serve(config.aws_listen, instances.clone(), faults, config.aws).await?;
         let sandbox = Sandbox::start(SandboxConfig {
             listen: config.kube_listen,
             enforce_rbac: config.enforce_rbac,
@@ -78,6 +91,7 @@ impl MockCloud {
         Ok(Self {
             sandbox,
             generic,
+            aws,
             instances,
             stop,
             sim,
@@ -94,6 +108,11 @@ impl MockCloud {
         self.generic.url()
     }
 
+    /// The AWS front's URL: the endpoint for both the ELBv2 and the EC2 SDK client.
+    pub fn aws_url(&self) -> String {
+        self.aws.url()
+    }
+
     pub fn kubeconfig_yaml(&self) -> String {
         self.sandbox.kubeconfig_yaml()
     }
@@ -102,6 +121,7 @@ impl MockCloud {
         self.stop.cancel();
         let _ = self.sim.await;
         self.generic.shutdown().await;
+        self.aws.shutdown().await;
         self.sandbox.shutdown().await;
     }
 }

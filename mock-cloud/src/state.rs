@@ -23,6 +23,18 @@ pub struct Instance {
 /// Zones instances are spread over, round robin.
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
+/// Zones of the AWS front's region (`us-east-1`), so providerIDs look like AWS's own
+/// (`aws:///us-east-1a/i-...`) and match the seeded subnets.
+pub const AWS_ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+
+/// The zones instances of a providerID scheme are spread over.
+pub fn zones_for(provider_scheme: &str) -> &'static [&'static str] {
+    match provider_scheme {
+        "aws" => &AWS_ZONES,
+        _ => &ZONES,
+    }
+}
+
 /// The instance registry shared by every front of the mock cloud and by the sandbox cluster.
 #[derive(Clone, Debug)]
 pub struct Instances {
@@ -61,7 +73,8 @@ impl Instances {
             .launched
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
-        let zone = ZONES[(n - 1) % ZONES.len()].to_string();
+        let zones = zones_for(provider_scheme);
+        let zone = zones[(n - 1) % zones.len()].to_string();
         let id = format!("i-{n:017x}");
         // 10.0.<hi>.<lo>, skipping .0 and .255 host bytes would be overkill: n < 65000.
         let private_ip = Ipv4Addr::new(10, 0, ((n + 10) / 250) as u8, ((n + 10) % 250) as u8 + 1);
@@ -131,5 +144,13 @@ mod tests {
         let next = reg.add("mock");
         assert_eq!(next.name, "node-601");
         assert!(!ips.contains(&next.private_ip));
+    }
+
+    #[test]
+    fn aws_instances_live_in_us_east_1() {
+        let reg = Instances::with_count(2, "aws");
+        let list = reg.list();
+        assert_eq!(list[0].zone, "us-east-1a");
+        assert!(list[1].provider_id.starts_with("aws:///us-east-1b/i-"));
     }
 }

@@ -107,6 +107,9 @@ pub enum Profile {
     /// P-generic: 50 ms lognormal latency (p99 200 ms), mutating 20 burst / 20 per s, reads
     /// 100 / 100 per s.
     Generic,
+    /// P-aws: the real ELBv2 and EC2 buckets (cloud-api-limits §2), load balancers `active`
+    /// after U[60, 180] s. Bucket names are those of [`crate::aws::buckets`].
+    Aws,
 }
 
 impl Profile {
@@ -137,6 +140,15 @@ impl Profile {
                 injections: Vec::new(),
                 provisioning: Latency::None,
             },
+            Profile::Aws => FaultConfig {
+                latency: Latency::None,
+                buckets: crate::aws::buckets::aws_profile_buckets(),
+                injections: Vec::new(),
+                provisioning: Latency::Uniform {
+                    min_ms: 60_000,
+                    max_ms: 180_000,
+                },
+            },
         }
     }
 }
@@ -147,6 +159,7 @@ impl std::str::FromStr for Profile {
         match s {
             "none" => Ok(Profile::None),
             "generic" => Ok(Profile::Generic),
+            "aws" => Ok(Profile::Aws),
             other => Err(FaultsError::UnknownProfile(other.to_string())),
         }
     }
@@ -154,7 +167,7 @@ impl std::str::FromStr for Profile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultsError {
-    #[error("unknown fault profile {0:?} (known: none, generic)")]
+    #[error("unknown fault profile {0:?} (known: none, generic, aws)")]
     UnknownProfile(String),
     #[error("invalid fault configuration: {0}")]
     Invalid(String),
