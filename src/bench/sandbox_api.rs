@@ -15,6 +15,7 @@ use super::BenchArgs;
 use super::report::{progress, rss_kib};
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let (n_services, n_nodes) = (args.services_or(10_000), args.nodes_or(5_000));
     use frontdesk_mock_cloud::kube::sandbox::{Sandbox, SandboxConfig};
     let (rss_before, _) = rss_kib();
     let sandbox = Sandbox::start(SandboxConfig::default())
@@ -40,9 +41,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     });
 
-    progress(&format!("creating {} Services", args.services));
+    progress(&format!("creating {} Services", n_services));
     let start = Instant::now();
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..args.services)
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..n_services)
         .map(|i| {
             let api = services.clone();
             async move {
@@ -64,9 +65,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         bail!("{failed} Service creates failed; first: {e:#}");
     }
 
-    progress(&format!("creating {} Nodes", args.nodes));
+    progress(&format!("creating {} Nodes", n_nodes));
     let start = Instant::now();
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..args.nodes)
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..n_nodes)
         .map(|i| {
             let api = nodes.clone();
             async move {
@@ -91,7 +92,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     progress("waiting for the watcher to see every Service");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.load(Ordering::Relaxed) < args.services && Instant::now() < deadline {
+    while seen.load(Ordering::Relaxed) < n_services && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let watched = seen.load(Ordering::Relaxed);
@@ -105,7 +106,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let l = services.list(&ListParams::default()).await?;
         full.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(
-            l.items.len() >= args.services,
+            l.items.len() >= n_services,
             "list returned {} Services",
             l.items.len()
         );
@@ -121,10 +122,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
         paged.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(
-            count >= args.services,
-            "paged list returned {count} Services"
-        );
+        anyhow::ensure!(count >= n_services, "paged list returned {count} Services");
         let t = Instant::now();
         nodes.list(&ListParams::default()).await?;
         node_list.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -139,15 +137,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     let rows = vec![
-        ("services created", format!("{}", args.services)),
+        ("services created", format!("{}", n_services)),
         (
             "service creates/s",
-            format!("{:.0}", args.services as f64 / svc_secs),
+            format!("{:.0}", n_services as f64 / svc_secs),
         ),
-        ("nodes created", format!("{}", args.nodes)),
+        ("nodes created", format!("{}", n_nodes)),
         (
             "node creates/s",
-            format!("{:.0}", args.nodes as f64 / node_secs),
+            format!("{:.0}", n_nodes as f64 / node_secs),
         ),
         ("watch events seen", format!("{watched}")),
         (

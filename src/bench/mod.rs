@@ -1,0 +1,85 @@
+//! `frontdesk bench SCENARIO`: scale benchmarks that print measured numbers.
+//!
+//! One file per scenario; [`bench`] is the single dispatch point. To add a scenario, add its
+//! module, one name to `SCENARIOS` and one arm in `bench`. The S-scenarios follow
+//! cloud-api-limits §10: the mock cloud runs the chosen profile's latency and token buckets,
+//! the controller runs in this process with the mock provider and its client-side budget, and
+//! every lower bound is computed from the profile's numbers and the calls the provider made.
+
+mod report;
+mod s1;
+mod s2;
+mod s3;
+mod s4;
+mod s8;
+mod sandbox_api;
+mod world;
+
+use anyhow::bail;
+use clap::Args;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Scenario: s1 (burst create), s2 (node churn), s3 (idle steady state), s4 (restart with
+    /// a backlog, then one new Service), s8 (memory while watching), sandbox-api.
+    pub scenario: String,
+    /// Services (default per scenario: s1-s4 1000 LoadBalancer Services, s8 and
+    /// sandbox-api 10000).
+    #[arg(long)]
+    pub services: Option<usize>,
+    /// Nodes (default per scenario: s1 10, s2-s4 1000, s8 and sandbox-api 5000).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Mock cloud profile: generic or none (aws, gcp, azure: not available yet).
+    #[arg(long, default_value = "generic")]
+    pub profile: String,
+    /// s2: milliseconds between the 10 node additions (the reference spaces them 6000 ms;
+    /// the default compresses that so all 10 fall into one debounce window).
+    #[arg(long, default_value_t = 100)]
+    pub spacing_ms: u64,
+    /// s3: how long to watch the idle cluster (seconds).
+    #[arg(long, default_value_t = 180)]
+    pub duration: u64,
+    /// s3: the drift check interval (seconds), compressed from the default 300 so a short
+    /// run sees several passes.
+    #[arg(long, default_value_t = 60.0)]
+    pub drift_interval: f64,
+    /// sandbox-api: concurrent client requests.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Machine-readable output (one JSON object on stdout).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    pub fn services_or(&self, default: usize) -> usize {
+        self.services.unwrap_or(default)
+    }
+    pub fn nodes_or(&self, default: usize) -> usize {
+        self.nodes.unwrap_or(default)
+    }
+}
+
+/// Scenario names, for the error message on a typo.
+const SCENARIOS: &[&str] = &["s1", "s2", "s3", "s4", "s8", "sandbox-api"];
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let scenario = args.scenario.to_ascii_lowercase();
+    if scenario == "sandbox-api" {
+        return sandbox_api::run(&args).await;
+    }
+    let profile = world::BenchProfile::parse(&args.profile)?;
+    let report = match scenario.as_str() {
+        "s1" => s1::run(&args, profile).await?,
+        "s2" => s2::run(&args, profile).await?,
+        "s3" => s3::run(&args, profile).await?,
+        "s4" => s4::run(&args, profile).await?,
+        "s8" => s8::run(&args, profile).await?,
+        other => bail!(
+            "unknown bench scenario {other:?}; known: {}",
+            SCENARIOS.join(", ")
+        ),
+    };
+    report.print(args.json)
+}

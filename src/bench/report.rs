@@ -1,0 +1,346 @@
+//! Output shared by the scenarios: the report (table or JSON), the lower-bound math, cloud
+//! call counting from the mock cloud's call log, progress lines and memory readings.
+
+use std::collections::BTreeMap;
+
+use frontdesk_mock_cloud::faults::{BUCKET_MUTATE, BUCKET_READ, CallRecord, FaultConfig, Latency};
+use serde_json::{Value, json};
+
+use super::world::KubeCount;
+
+/// Resident memory of this process (kB): (current, peak).
+pub fn rss_kib() -> (u64, u64) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Progress goes to stderr so stdout stays the table or the JSON.
+pub fn progress(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+/// Cloud calls from the mock cloud's call log, as the cloud saw them.
+#[derive(Clone, Debug, Default)]
+pub struct CloudCalls {
+    /// Answered 2xx (or a 404 that is an answer, e.g. GET of a new name), by operation.
+    pub by_operation: BTreeMap<String, u64>,
+    pub reads: u64,
+    pub writes: u64,
+    /// Refused with 429.
+    pub throttled: u64,
+    /// Other failures (5xx, 4xx other than 404).
+    pub failed: u64,
+}
+
+impl CloudCalls {
+    pub fn from_log(log: &[CallRecord]) -> Self {
+        let mut c = Self::default();
+        for call in log {
+            match call.status {
+                429 => c.throttled += 1,
+                s if s < 300 || s == 404 => {
+                    *c.by_operation.entry(call.operation.clone()).or_default() += 1;
+                    if call.mutating {
+                        c.writes += 1;
+                    } else {
+                        c.reads += 1;
+                    }
+                }
+                _ => c.failed += 1,
+            }
+        }
+        c
+    }
+
+    pub fn op(&self, name: &str) -> u64 {
+        self.by_operation.get(name).copied().unwrap_or(0)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "reads": self.reads,
+            "writes": self.writes,
+            "throttled": self.throttled,
+            "failed": self.failed,
+            "by_operation": self.by_operation,
+        })
+    }
+}
+
+/// The profile's numbers a bound is computed from.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// (burst, refill per second) of the mutating bucket; `None` = unlimited.
+    pub writes: Option<(f64, f64)>,
+    pub reads: Option<(f64, f64)>,
+    /// Median latency of one call, seconds.
+    pub latency_s: f64,
+}
+
+impl Limits {
+    pub fn of(config: &FaultConfig) -> Self {
+        let bucket = |name: &str| {
+            config
+                .buckets
+                .get(name)
+                .map(|b| (b.capacity, b.refill_per_sec))
+        };
+        let latency_s = match config.latency {
+            Latency::None => 0.0,
+            Latency::Fixed { ms } => ms as f64 / 1000.0,
+            Latency::Lognormal { median_ms, .. } => median_ms as f64 / 1000.0,
+            Latency::Uniform { min_ms, max_ms } => (min_ms + max_ms) as f64 / 2000.0,
+        };
+        Self {
+            writes: bucket(BUCKET_MUTATE),
+            reads: bucket(BUCKET_READ),
+            latency_s,
+        }
+    }
+
+    /// Seconds `calls` need through a bucket that starts full: (calls − burst) / refill.
+    fn drain(bucket: Option<(f64, f64)>, calls: f64) -> f64 {
+        match bucket {
+            Some((burst, refill)) if refill > 0.0 => ((calls - burst).max(0.0)) / refill,
+            _ => 0.0,
+        }
+    }
+
+    /// The lower bound for `writes` and `reads` calls when one unit of work needs `chain`
+    /// calls one after another: the slowest of the write bucket, the read bucket and the
+    /// critical path. Returns (seconds, how it was computed).
+    pub fn bound(&self, writes: f64, reads: f64, chain: f64) -> (f64, String) {
+        let w = Self::drain(self.writes, writes);
+        let r = Self::drain(self.reads, reads);
+        let path = chain * self.latency_s;
+        let fmt = |b: Option<(f64, f64)>, calls: f64, name: &str| match b {
+            Some((burst, refill)) => {
+                format!("{name}: ({calls:.0} - {burst:.0}) / {refill:.0} per s")
+            }
+            None => format!("{name}: unlimited"),
+        };
+        let how = format!(
+            "max of {} = {w:.1} s; {} = {r:.1} s; critical path {chain:.0} calls x {:.0} ms = {path:.2} s",
+            fmt(self.writes, writes, "writes"),
+            fmt(self.reads, reads, "reads"),
+            self.latency_s * 1000.0
+        );
+        (w.max(r).max(path), how)
+    }
+}
+
+/// A pass/fail check against the targets.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub target: String,
+    pub value: String,
+    pub ok: bool,
+}
+
+impl Check {
+    pub fn new(name: &str, target: &str, value: String, ok: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            target: target.to_string(),
+            value,
+            ok,
+        }
+    }
+}
+
+/// Everything one scenario run prints.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub scenario: String,
+    pub profile: String,
+    pub services: usize,
+    pub nodes: usize,
+    /// What was measured, e.g. "time until all 1000 Services have an address".
+    pub measured_what: String,
+    pub measured_s: Option<f64>,
+    pub bound_s: Option<f64>,
+    pub bound_how: String,
+    pub cloud: CloudCalls,
+    pub kube: KubeCount,
+    /// Peak resident memory (MiB) and how it was measured.
+    pub memory_mib: f64,
+    pub memory_method: String,
+    /// Further figures, in order.
+    pub extra: Vec<(String, Value)>,
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn efficiency(&self) -> Option<f64> {
+        match (self.bound_s, self.measured_s) {
+            (Some(b), Some(m)) if m > 0.0 => Some(b / m),
+            _ => None,
+        }
+    }
+
+    pub fn extra(&mut self, key: &str, value: impl Into<Value>) {
+        self.extra.push((key.to_string(), value.into()));
+    }
+
+    pub fn json(&self) -> Value {
+        let extra: serde_json::Map<String, Value> = self.extra.iter().cloned().collect();
+        json!({
+            "scenario": self.scenario,
+            "profile": self.profile,
+            "services": self.services,
+            "nodes": self.nodes,
+            "measured": self.measured_what,
+            "measured_s": self.measured_s,
+            "bound_s": self.bound_s,
+            "bound_how": self.bound_how,
+            "efficiency": self.efficiency(),
+            "cloud_calls": self.cloud.json(),
+            "kube_calls": {"reads": self.kube.reads, "writes": self.kube.writes, "watches": self.kube.watches},
+            "memory_mib": self.memory_mib,
+            "memory_method": self.memory_method,
+            "extra": extra,
+            "checks": self.checks.iter().map(|c| json!({"name": c.name, "target": c.target, "value": c.value, "ok": c.ok})).collect::<Vec<_>>(),
+            "notes": self.notes,
+        })
+    }
+
+    pub fn print(&self, as_json: bool) -> anyhow::Result<()> {
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(&self.json())?);
+            return Ok(());
+        }
+        let opt =
+            |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.2}{unit}"));
+        println!(
+            "scenario {} | profile {} | {} Services | {} nodes",
+            self.scenario, self.profile, self.services, self.nodes
+        );
+        let mut rows: Vec<(String, String)> = vec![
+            ("measured".into(), self.measured_what.clone()),
+            ("measured time".into(), opt(self.measured_s, " s")),
+            ("lower bound".into(), opt(self.bound_s, " s")),
+            ("  computed as".into(), self.bound_how.clone()),
+            (
+                "efficiency (bound / measured)".into(),
+                opt(self.efficiency(), ""),
+            ),
+            ("cloud reads".into(), self.cloud.reads.to_string()),
+            ("cloud writes".into(), self.cloud.writes.to_string()),
+        ];
+        for (op, n) in &self.cloud.by_operation {
+            rows.push((format!("  {op}"), n.to_string()));
+        }
+        rows.push((
+            "throttled calls (429)".into(),
+            self.cloud.throttled.to_string(),
+        ));
+        rows.push(("failed calls (other)".into(), self.cloud.failed.to_string()));
+        rows.push((
+            "Kubernetes API calls (read/write/watch)".into(),
+            format!(
+                "{}/{}/{}",
+                self.kube.reads, self.kube.writes, self.kube.watches
+            ),
+        ));
+        rows.push(("peak memory".into(), format!("{:.1} MiB", self.memory_mib)));
+        rows.push(("  measured as".into(), self.memory_method.clone()));
+        for (k, v) in &self.extra {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) if n.is_f64() => format!("{:.3}", n.as_f64().unwrap_or(0.0)),
+                other => other.to_string(),
+            };
+            rows.push((k.clone(), v));
+        }
+        for (k, v) in rows {
+            println!("  {k:<42} {v}");
+        }
+        for c in &self.checks {
+            println!(
+                "  [{}] {}: {} (target {})",
+                if c.ok { "ok" } else { "MISSED" },
+                c.name,
+                c.value,
+                c.target
+            );
+        }
+        for n in &self.notes {
+            println!("  note: {n}");
+        }
+        Ok(())
+    }
+}
+
+/// Whole-process peak (VmHWM) in MiB.
+pub fn peak_mib() -> f64 {
+    rss_kib().1 as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_from_the_generic_profile() {
+        let limits = Limits {
+            writes: Some((20.0, 20.0)),
+            reads: Some((100.0, 100.0)),
+            latency_s: 0.05,
+        };
+        let cases = [
+            // S1 with 1000 Services at 2 writes + 1 read each.
+            (2000.0, 1000.0, 3.0, 99.0),
+            // S2: one backend write per LB.
+            (1000.0, 0.0, 1.0, 49.0),
+            // Within the burst only the critical path is left.
+            (10.0, 10.0, 3.0, 0.15),
+        ];
+        for (w, r, chain, want) in cases {
+            let (got, _) = limits.bound(w, r, chain);
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{w} {r} {chain}: {got} != {want}"
+            );
+        }
+        let none = Limits {
+            writes: None,
+            reads: None,
+            latency_s: 0.0,
+        };
+        assert_eq!(none.bound(1e6, 1e6, 3.0).0, 0.0);
+    }
+
+    #[test]
+    fn calls_are_classified_by_answer() {
+        let rec = |op: &str, mutating: bool, status: u16| CallRecord {
+            seq: 1,
+            at_ms: 0.0,
+            time: String::new(),
+            operation: op.into(),
+            target: String::new(),
+            detail: String::new(),
+            mutating,
+            status,
+        };
+        let c = CloudCalls::from_log(&[
+            rec("Get", false, 404),
+            rec("Create", true, 201),
+            rec("Create", true, 429),
+            rec("Backends", true, 500),
+        ]);
+        assert_eq!((c.reads, c.writes, c.throttled, c.failed), (1, 1, 1, 1));
+        assert_eq!(c.op("Create"), 1);
+    }
+}

@@ -1,0 +1,145 @@
+//! S2 node churn: N converged LoadBalancer Services, then 10 nodes join; time from the last
+//! join until every load balancer has all 10, and backend writes per load balancer.
+//!
+//! Bound: every load balancer needs at least one mutating call (perfect coalescing), so
+//! (N − burst) / refill from the last join. The reference spaces the joins 6 s apart over
+//! 60 s; the default here compresses that to `--spacing-ms 100` (stated in the report).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use frontdesk_core::config::ControllerConfig;
+use frontdesk_mock_cloud::generic::OP_BACKENDS;
+
+use super::BenchArgs;
+use super::report::{Check, CloudCalls, Limits, Report, peak_mib, progress};
+use super::world::{BenchProfile, World};
+
+const JOINS: usize = 10;
+
+pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Report> {
+    let n = args.services_or(1_000);
+    let nodes = args.nodes_or(1_000);
+    let world = World::start(profile, nodes).await?;
+    world.converge_backlog(n).await?;
+    let faults = world.cloud.generic.faults().clone();
+    let controller = world
+        .start_controller(ControllerConfig::default(), false)
+        .await?;
+    // The restarted controller trusts the converged Services (no cloud calls); give its
+    // caches and first reconciles time to settle before the churn.
+    settle(&world).await;
+    let seq = faults.next_seq() - 1;
+    let kube_before = world.kube_calls.snapshot();
+
+    progress(&format!(
+        "adding {JOINS} nodes, {} ms apart",
+        args.spacing_ms
+    ));
+    let first = Instant::now();
+    let mut added = BTreeSet::new();
+    for i in 0..JOINS {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(args.spacing_ms)).await;
+        }
+        added.insert(world.cloud.instances.add("mock").id);
+    }
+    let last = Instant::now();
+    let limit = Duration::from_secs(120 + n as u64 / 5);
+    let mut last_report = Instant::now();
+    loop {
+        let lbs = world.cloud.generic.cloud().all();
+        let behind = lbs
+            .iter()
+            .filter(|lb| !added.iter().all(|id| lb.backends.contains(id)))
+            .count();
+        if behind == 0 && lbs.len() >= n {
+            break;
+        }
+        if last.elapsed() > limit {
+            bail!(
+                "{behind} load balancers still lack a new node after {} s",
+                limit.as_secs()
+            );
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            progress(&format!(
+                "{behind}/{} load balancers behind ({:.0} s after the last join)",
+                lbs.len(),
+                last.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let measured = last.elapsed().as_secs_f64();
+    let from_first = first.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cloud = CloudCalls::from_log(&faults.calls(Some(seq)));
+    let kube = world.kube_calls.snapshot().since(&kube_before);
+    controller.stop().await;
+
+    let limits = Limits::of(&profile.faults());
+    let backend_writes = cloud.op(OP_BACKENDS);
+    let per_lb = backend_writes as f64 / n.max(1) as f64;
+    // Perfect coalescing: one backend write per load balancer, no read needed.
+    let (bound, how) = limits.bound(n as f64, 0.0, 1.0);
+    let mut report = Report {
+        scenario: "s2".into(),
+        profile: profile.name.into(),
+        services: n,
+        nodes,
+        measured_what: format!(
+            "time from the last of {JOINS} node joins ({} ms apart) until all {n} load balancers have every new node",
+            args.spacing_ms
+        ),
+        measured_s: Some(measured),
+        bound_s: Some(bound),
+        bound_how: format!("one backend write per load balancer: {how}"),
+        cloud,
+        kube,
+        memory_mib: peak_mib(),
+        memory_method: "VmHWM of the whole process (sandbox API + mock cloud + controller)".into(),
+        ..Report::default()
+    };
+    report.extra("backend writes per load balancer", per_lb);
+    report.extra("time from the first join (s)", from_first);
+    report.extra("spacing between joins (ms)", args.spacing_ms);
+    report.notes.push(
+        "setup converged the load balancers with a separate, unthrottled controller; the controller under test is a fresh one (empty backend cache, so each update also reads the load balancer once)".into(),
+    );
+    if profile.name == "generic" {
+        if let Some(eff) = report.efficiency() {
+            report.checks.push(Check::new(
+                "S2 efficiency",
+                ">= 0.9",
+                format!("{eff:.3}"),
+                eff >= 0.9,
+            ));
+        }
+        report.checks.push(Check::new(
+            "S2 backend calls per LB",
+            "<= 1.1",
+            format!("{per_lb:.3}"),
+            per_lb <= 1.1,
+        ));
+    }
+    world.cloud.shutdown().await;
+    Ok(report)
+}
+
+/// Wait until the controller's Kubernetes reads stop moving (its start-up reconciles are
+/// done), at most 60 s.
+pub async fn settle(world: &World) {
+    let start = Instant::now();
+    let mut last = world.kube_calls.snapshot();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = world.kube_calls.snapshot();
+        if (now.reads > 0 && now == last) || start.elapsed() > Duration::from_secs(60) {
+            return;
+        }
+        last = now;
+    }
+}
