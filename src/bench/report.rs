@@ -185,7 +185,8 @@ pub struct Report {
 impl Report {
     pub fn efficiency(&self) -> Option<f64> {
         match (self.bound_s, self.measured_s) {
-            (Some(b), Some(m)) if m > 0.0 => Some(b / m),
+            // A zero bound (an unlimited profile) has no meaningful ratio.
+            (Some(b), Some(m)) if m > 0.0 && b > 0.0 => Some(b / m),
             _ => None,
         }
     }
