@@ -9,3 +9,4 @@ mod controller;
 mod sandbox_api;
 mod sandbox_kubectl;
 mod sandbox_nodeports;
+mod sandbox_protobuf;

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod nodes;
 pub mod openapi;
 pub mod patch;
+pub mod proto;
 pub mod rbac;
 pub mod resources;
 pub mod sandbox;

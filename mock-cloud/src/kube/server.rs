@@ -267,6 +267,9 @@ async fn resource(app: &App, route: Route, req: Req) -> Response {
             None => error_reply(&ApiError::unknown_path()),
         };
     };
+    if let Some(reply) = write::access_review(app, &route, &req) {
+        return reply;
+    }
     let version = route.version.clone().unwrap_or_default();
     let Some(info) = app.store.resource_at(&route.group, &version, &plural) else {
         return error_reply(&ApiError::unknown_path());

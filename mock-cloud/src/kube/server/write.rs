@@ -10,6 +10,7 @@ use super::path::Route;
 use super::{App, Req, json_reply};
 use crate::kube::errors::ApiError;
 use crate::kube::patch::{self, PatchError};
+use crate::kube::proto::{self, ProtoError, review};
 use crate::kube::resources::ResourceInfo;
 use crate::kube::selectors::{FieldSelector, LabelSelector};
 use crate::kube::store::{DeleteOptions, WriteOptions, now_rfc3339};
@@ -29,17 +30,12 @@ fn media_type(ct: &str) -> String {
 }
 
 fn is_protobuf(ct: &str) -> bool {
-    media_type(ct) == "application/vnd.kubernetes.protobuf"
+    media_type(ct) == proto::CONTENT_TYPE
 }
 
-/// Decodes a JSON (or YAML) object body the way upstream reports failures.
+/// Decodes a JSON, YAML or Kubernetes protobuf object body the way upstream reports failures.
 fn decode_body(info: &ResourceInfo, req: &Req) -> Result<Value, ApiError> {
     let ct = req.content_type();
-    if is_protobuf(ct) {
-        return Err(ApiError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ));
-    }
     let cannot = |e: &dyn std::fmt::Display| {
         ApiError::bad_request(format!(
             "{kind} in version \"{v}\" cannot be handled as a {kind}: {e}",
@@ -47,7 +43,12 @@ fn decode_body(info: &ResourceInfo, req: &Req) -> Result<Value, ApiError> {
             v = info.version
         ))
     };
-    let v: Value = if media_type(ct) == "application/yaml" {
+    let v: Value = if is_protobuf(ct) {
+        proto::decode(&req.body).map_err(|e| match e {
+            ProtoError::UnsupportedKind { .. } => ApiError::unsupported_media_type(e.to_string()),
+            ProtoError::Malformed(_) => cannot(&e),
+        })?
+    } else if media_type(ct) == "application/yaml" {
         serde_yaml_ng::from_slice(&req.body).map_err(|e| cannot(&e))?
     } else {
         serde_json::from_slice(&req.body).map_err(|e| cannot(&e))?
@@ -57,6 +58,48 @@ fn decode_body(info: &ResourceInfo, req: &Req) -> Result<Value, ApiError> {
     }
     check_type_meta(info, &v)?;
     Ok(v)
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` (`kubectl auth can-i`): not a
+/// stored resource, so it is answered before the resource lookup; `None` for other routes.
+pub(super) fn access_review(app: &App, route: &Route, req: &Req) -> Option<Response> {
+    if route.group != review::GROUP
+        || route.version.as_deref() != Some("v1")
+        || route.plural.as_deref() != Some(review::PLURAL)
+    {
+        return None;
+    }
+    let run = || -> Result<Response, ApiError> {
+        if req.method != http::Method::POST || route.name.is_some() || route.namespace.is_some() {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let mut body = if is_protobuf(req.content_type()) {
+            proto::decode(&req.body)
+        } else {
+            serde_json::from_slice::<Value>(&req.body)
+                .map_err(|e| ProtoError::Malformed(e.to_string()))
+        }
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "SelfSubjectAccessReview in version \"v1\" cannot be handled as a SelfSubjectAccessReview: {e}"
+            ))
+        })?;
+        if body.get("kind").and_then(Value::as_str) != Some("SelfSubjectAccessReview") {
+            return Err(ApiError::bad_request(
+                "the kind in the data must be SelfSubjectAccessReview",
+            ));
+        }
+        let status = review::evaluate(&app.store, app.auth.as_deref(), &req.headers, &body)?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("apiVersion".into(), json!("authorization.k8s.io/v1"));
+            o.insert("metadata".into(), json!({"creationTimestamp": null}));
+            o.insert("status".into(), status);
+        }
+        Ok(json_reply(StatusCode::CREATED, &body))
+    };
+    Some(run().unwrap_or_else(|e| super::error_reply(&e)))
 }
 
 /// A body for another API version or kind than the URL names is rejected like upstream.
