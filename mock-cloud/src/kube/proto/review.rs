@@ -69,3 +69,83 @@ pub fn evaluate(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderValue, header};
+
+    use super::*;
+    use crate::kube::rbac::RBAC_GROUP;
+
+    fn review(verb: &str, resource: &str, namespace: &str) -> Value {
+        json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+               "spec": {"resourceAttributes": {"verb": verb, "resource": resource,
+                                               "namespace": namespace}}})
+    }
+
+    #[test]
+    fn answers_from_rbac_when_enforced_and_allows_otherwise() {
+        let store = Store::default();
+        store
+            .create(
+                "",
+                "namespaces",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fd"}}),
+            )
+            .unwrap();
+        store
+            .create(
+                "",
+                "serviceaccounts",
+                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": {"name": "ctl", "namespace": "fd"}}),
+            )
+            .unwrap();
+        store
+            .create(
+                RBAC_GROUP,
+                "roles",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                       "metadata": {"name": "pods", "namespace": "fd"},
+                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+            )
+            .unwrap();
+        store
+            .create(
+                RBAC_GROUP,
+                "rolebindings",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "pods", "namespace": "fd"},
+                       "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "pods"},
+                       "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "fd"}]}),
+            )
+            .unwrap();
+        let auth = Authenticator::new();
+        let token = auth.issue(&store, "fd", "ctl").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let cases = [
+            (review("get", "pods", "fd"), true),
+            (review("delete", "pods", "fd"), false),
+            (review("get", "pods", "other"), false),
+            (review("get", "secrets", "fd"), false),
+        ];
+        for (r, want) in &cases {
+            let status = evaluate(&store, Some(&auth), &headers, r).unwrap();
+            assert_eq!(status["allowed"], *want, "{r}");
+            // Without enforcement everything is allowed.
+            let open = evaluate(&store, None, &HeaderMap::new(), r).unwrap();
+            assert_eq!(open["allowed"], true);
+        }
+        // No token at all: 401, as for any request.
+        let e = evaluate(&store, Some(&auth), &HeaderMap::new(), &cases[0].0).unwrap_err();
+        assert_eq!(e.code, 401);
+        let empty = json!({"kind": "SelfSubjectAccessReview", "spec": {}});
+        let e = evaluate(&store, None, &headers, &empty).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("exactly one of"), "{}", e.message);
+    }
+}
