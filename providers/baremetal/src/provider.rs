@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use crate::alloc::{AllocError, Allocator, Holding, PoolDef, User};
-use crate::claims::{self, claim_object, classify, holding_of};
+use crate::claims::{claim_object, holding_of};
 use crate::crd::{CLUSTER_LABEL, IPAddressClaim, IPAddressPool, SERVICE_UID_LABEL_PREFIX};
 use crate::ops;
 use crate::ranges::family_of;
@@ -311,24 +311,26 @@ impl BareMetalProvider {
                 users: vec![User::of(req)],
             };
             let obj = claim_object(cluster, choice.ip, &holding);
-            let res = self
-                .ctx
-                .call(PROVIDER, "CreateClaim", &[], async {
-                    Ok(self.claims_api().create(&PostParams::default(), &obj).await)
-                })
-                .await?;
+            // A 409 on create is AlreadyExists; counted as `Conflict` in the call metrics.
+            let res = ops::call(
+                &self.ctx,
+                "CreateClaim",
+                self.claims_api().create(&PostParams::default(), &obj),
+            )
+            .await;
             match res {
                 Ok(_) => {
                     info!(ip = %choice.ip, pool = %choice.pool, service = %req.namespace, name = %req.name, "address claimed");
                     return Ok(choice.ip);
                 }
-                Err(e) if claims::is_already_exists(&e) => {
+                Err(ProviderError::Conflict(_)) => {
                     debug!(ip = %choice.ip, "address already claimed elsewhere; trying the next");
                     // Learn the real holder (it may be shareable, or even us from a past run).
                     self.state.lock().await.alloc.release(choice.ip);
                     skip.insert(choice.ip);
                     let name = crate::crd::claim_name(choice.ip);
-                    if let Ok(c) = self.claims_api().get(&name).await
+                    if let Ok(c) =
+                        ops::call(&self.ctx, "GetClaim", self.claims_api().get(&name)).await
                         && let Some((ip, h)) = holding_of(&c)
                     {
                         let mine = h.users.iter().any(|u| u.uid == req.uid);
@@ -341,7 +343,7 @@ impl BareMetalProvider {
                 }
                 Err(e) => {
                     self.state.lock().await.alloc.release(choice.ip);
-                    return Err(classify("creating IPAddressClaim", e));
+                    return Err(e);
                 }
             }
         }
@@ -456,9 +458,12 @@ impl LoadBalancerProvider for BareMetalProvider {
                 return Err(alloc_error(e));
             }
         };
-        let (keep, drop): (Vec<IpAddr>, Vec<IpAddr>) = {
+        let keep: Vec<IpAddr> = {
             let st = self.state.lock().await;
-            held.iter().partition(|ip| st.alloc.keeps(&req, **ip))
+            held.iter()
+                .copied()
+                .filter(|ip| st.alloc.keeps(&req, *ip))
+                .collect()
         };
         let mut ips: Vec<IpAddr> = Vec::new();
         let mut first_pool: Option<String> = None;
@@ -503,6 +508,9 @@ impl LoadBalancerProvider for BareMetalProvider {
             }
         }
         // Make before break: release what is no longer wanted only after the new is claimed.
+        // That includes a second address of one family (two replicas that both allocated during
+        // a split brain): every replica keeps the lowest, so they converge on the same one.
+        let drop: Vec<IpAddr> = held.into_iter().filter(|ip| !ips.contains(ip)).collect();
         for ip in drop {
             ops::release(self, ip, &req.uid).await?;
             self.event(
