@@ -8,7 +8,7 @@ use frontdesk_core::provider::{LoadBalancerProvider, ProviderContext};
 use frontdesk_core::ratelimit::{ApiBudget, BucketConfig};
 
 /// Providers this build knows.
-pub const PROVIDERS: &[&str] = &["mock"];
+pub const PROVIDERS: &[&str] = &["mock", "baremetal"];
 
 /// Everything a provider may need from flags.
 #[derive(Clone, Debug, Default)]
@@ -33,10 +33,29 @@ pub fn build(
                 .with_context(|| format!("--cloud-url {url:?}"))?;
             Ok(Arc::new(p))
         }
+        "baremetal" => bail!(
+            "--provider baremetal works through the Kubernetes API (pools and claims are CRDs); \
+             it is built with build_with_client"
+        ),
         other => bail!(
             "--provider {other:?} is not known; choose one of: {}",
             PROVIDERS.join(", ")
         ),
+    }
+}
+
+/// Like [`build`], for providers that keep their state in the cluster (`baremetal`).
+pub fn build_with_client(
+    name: &str,
+    opts: &ProviderOptions,
+    ctx: ProviderContext,
+    client: kube::Client,
+) -> anyhow::Result<Arc<dyn LoadBalancerProvider>> {
+    match name {
+        "baremetal" => Ok(frontdesk_provider_baremetal::BareMetalProvider::new(
+            client, ctx,
+        )),
+        other => build(other, opts, ctx),
     }
 }
 

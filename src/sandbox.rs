@@ -40,7 +40,7 @@ pub struct SandboxArgs {
     #[command(flatten)]
     pub cloud: MockCloudArgs,
     /// Provider the in-process controller uses.
-    #[arg(long, default_value = "mock", value_parser = ["mock"])]
+    #[arg(long, default_value = "mock", value_parser = ["mock", "baremetal"])]
     pub provider: String,
     /// Controller configuration file (as for `frontdesk run`).
     #[arg(long)]
@@ -120,17 +120,24 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let cloud = start_fakes(&args.cloud).await?;
     let kc = absolute(&args.cloud.kubeconfig);
     let client = crate::run::kube_client(Some(&kc)).await?;
+    if args.provider == "baremetal" {
+        // Pools and claims are CRDs: install them and a default pool (documentation ranges).
+        frontdesk_provider_baremetal::install(&client, true)
+            .await
+            .context("installing the bare-metal CRDs and the default IPAddressPool")?;
+    }
     let metrics = Arc::new(Metrics::new());
     let ctx = ProviderContext::new(
         Arc::new(providers::budget(&args.provider, &config)),
         metrics.clone(),
     );
-    let provider = providers::build(
+    let provider = providers::build_with_client(
         &args.provider,
         &ProviderOptions {
             cloud_url: Some(cloud.cloud_url()),
         },
         ctx,
+        client.clone(),
     )?;
     let health = Arc::new(Health::default());
     let metrics_at = health::serve(config.metrics_addr, metrics.clone(), health.clone()).await?;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod baremetal;
 mod bench;
 mod cli;
 mod controller;
