@@ -88,6 +88,6 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
             throttled_pct <= 2.0,
         ));
     }
-    world.cloud.shutdown().await;
+    world.shutdown().await;
     Ok(report)
 }

@@ -125,7 +125,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
             per_lb <= 1.1,
         ));
     }
-    world.cloud.shutdown().await;
+    world.shutdown().await;
     Ok(report)
 }
 

@@ -106,7 +106,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
         report.kube.writes.to_string(),
         report.kube.writes == 0,
     ));
-    world.cloud.shutdown().await;
+    world.shutdown().await;
     Ok(report)
 }
 

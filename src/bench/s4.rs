@@ -106,6 +106,6 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
         format!("{measured:.2} s"),
         measured < 20.0,
     ));
-    world.cloud.shutdown().await;
+    world.shutdown().await;
     Ok(report)
 }

@@ -49,7 +49,19 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
         if synced_s.is_some() && stable_since.elapsed() > Duration::from_secs(5) {
             break;
         }
+        if start.elapsed().as_secs() % 10 == 0 && start.elapsed().subsec_millis() < 100 {
+            progress(&format!(
+                "{:.0} s: {} Kubernetes reads, RSS {} MiB",
+                start.elapsed().as_secs_f64(),
+                now.since(&kube_before).reads,
+                rss_kib().0 / 1024
+            ));
+        }
     }
+    progress(&format!(
+        "controller looked at every Service after {:.1} s; reading memory",
+        synced_s.unwrap_or(f64::NAN)
+    ));
     let (steady, _) = rss_kib();
     let cloud = CloudCalls::from_log(&faults.calls(Some(seq)));
     let kube = world.kube_calls.snapshot().since(&kube_before);
@@ -87,6 +99,6 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     report.notes.push(
         "all Services are ClusterIP (none provisions a load balancer), so the figure is the watch/cache footprint".into(),
     );
-    world.cloud.shutdown().await;
+    world.shutdown().await;
     Ok(report)
 }

@@ -163,6 +163,17 @@ impl World {
         Ok(world)
     }
 
+    /// Stop the fakes; a shutdown stuck on an open connection must not hold the report back.
+    pub async fn shutdown(self) {
+        progress("shutting down");
+        if tokio::time::timeout(Duration::from_secs(10), self.cloud.shutdown())
+            .await
+            .is_err()
+        {
+            progress("the mock cloud did not stop within 10 s; leaving it to the process exit");
+        }
+    }
+
     /// Wait until the sandbox shows `count` Nodes (the simulator registers one per instance).
     pub async fn wait_for_nodes(&self, count: usize) -> anyhow::Result<()> {
         let store = self.cloud.sandbox.store();
