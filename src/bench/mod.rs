@@ -6,7 +6,6 @@
 //! the controller runs in this process with the mock provider and its client-side budget, and
 //! every lower bound is computed from the profile's numbers and the calls the provider made.
 
-mod aws_calls;
 mod report;
 mod s1;
 mod s2;
@@ -63,15 +62,12 @@ impl BenchArgs {
 }
 
 /// Scenario names, for the error message on a typo.
-const SCENARIOS: &[&str] = &["s1", "s2", "s3", "s4", "s8", "sandbox-api", "aws-calls"];
+const SCENARIOS: &[&str] = &["s1", "s2", "s3", "s4", "s8", "sandbox-api"];
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let scenario = args.scenario.to_ascii_lowercase();
     if scenario == "sandbox-api" {
         return sandbox_api::run(&args).await;
-    }
-    if scenario == "aws-calls" {
-        return aws_calls::run(&args).await;
     }
     let profile = world::BenchProfile::parse(&args.profile)?;
     let report = match scenario.as_str() {
