@@ -5,6 +5,7 @@ mod support;
 
 mod baremetal;
 mod bench;
+mod chart;
 mod cli;
 mod controller;
 mod sandbox_api;

@@ -19,6 +19,7 @@ pub mod sim;
 pub mod store;
 pub mod strategy;
 pub mod table;
+pub mod tls;
 pub mod validation;
 pub mod watch;
 pub mod workload;

@@ -14,6 +14,7 @@ use super::errors::ApiError;
 use super::server::{self, App, ServerConfig};
 use super::services::{ServiceConfig, ServiceStrategy};
 use super::store::{Store, StoreConfig};
+use super::tls;
 
 /// Name of the cluster, user and context in the generated kubeconfig.
 pub const CONTEXT_NAME: &str = "frontdesk-sandbox";
@@ -54,6 +55,8 @@ pub enum SandboxError {
     LocalAddr(#[source] std::io::Error),
     #[error("seeding the sandbox cluster")]
     Seed(#[source] ApiError),
+    #[error("setting up TLS for the sandbox API")]
+    Tls(#[source] tls::TlsError),
 }
 
 /// A running sandbox API server.
@@ -119,13 +122,18 @@ impl Sandbox {
         });
         let router = server::router(app);
         let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "sandbox API server stopped");
-            }
-        });
+        let task = if auth.is_some() {
+            let acceptor = tls::acceptor().map_err(SandboxError::Tls)?;
+            tokio::spawn(tls::serve(listener, acceptor, router, stop))
+        } else {
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "sandbox API server stopped");
+                }
+            })
+        };
         tracing::info!(%addr, "sandbox API server listening");
         Ok(Sandbox {
             addr,
@@ -140,8 +148,10 @@ impl Sandbox {
         self.addr
     }
 
+    /// `http://…`, or `https://…` when RBAC is enforced (see [`tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.auth.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn store(&self) -> Store {
@@ -152,7 +162,7 @@ impl Sandbox {
     /// enforced: the admin token, which RBAC does not restrict).
     pub fn kubeconfig_yaml(&self) -> String {
         match &self.auth {
-            Some(a) => kubeconfig_yaml_with_token(&self.url(), a.admin_token()),
+            Some(a) => kubeconfig_yaml_with_token(&self.url(), Some(a.admin_token())),
             None => kubeconfig_yaml(&self.url()),
         }
     }
@@ -188,9 +198,22 @@ impl Sandbox {
     }
 }
 
-/// The kubeconfig text for a server URL, authenticating with a bearer token.
-pub fn kubeconfig_yaml_with_token(server: &str, token: &str) -> String {
-    kubeconfig_yaml(server).replace("  user: {}\n", &format!("  user:\n    token: {token}\n"))
+/// The kubeconfig text for the HTTPS sandbox (RBAC enforced), trusting its built-in CA and
+/// authenticating with a bearer token (`None`: no credentials).
+pub fn kubeconfig_yaml_with_token(server: &str, token: Option<&str>) -> String {
+    let user = match token {
+        Some(t) => format!("  user:\n    token: {t}\n"),
+        None => "  user: {}\n".to_string(),
+    };
+    kubeconfig_yaml(server)
+        .replace("  user: {}\n", &user)
+        .replace(
+            &format!("    server: {server}\n"),
+            &format!(
+                "    server: {server}\n    certificate-authority-data: {}\n",
+                tls::ca_data()
+            ),
+        )
 }
 
 /// The kubeconfig text for a server URL.
@@ -231,8 +254,9 @@ mod tests {
             "http://127.0.0.1:1234"
         );
         assert!(v["users"][0]["user"].is_object());
-        let text = kubeconfig_yaml_with_token("http://127.0.0.1:1234", "t0k");
+        let text = kubeconfig_yaml_with_token("https://127.0.0.1:1234", Some("t0k"));
         let v: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
         assert_eq!(v["users"][0]["user"]["token"], "t0k");
+        assert!(v["clusters"][0]["cluster"]["certificate-authority-data"].is_string());
     }
 }
