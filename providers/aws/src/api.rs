@@ -193,6 +193,9 @@ impl Api {
         R: std::fmt::Debug + HasStatus,
     {
         let timeout = self.timeout;
+        // SDK futures are large (tens of KB in debug builds); boxing keeps the provider's own
+        // futures small enough for a worker thread's stack.
+        let fut = Box::pin(fut);
         self.ctx
             .call(
                 PROVIDER_NAME,

@@ -189,7 +189,7 @@ impl LoadBalancerProvider for AwsProvider {
 
     async fn ensure(&self, spec: &LoadBalancerSpec) -> Result<EnsureOutcome, ProviderError> {
         let d = Desired::from_spec(spec)?;
-        let result = self.ensure_inner(spec, &d).await;
+        let result = Box::pin(self.ensure_inner(spec, &d)).await;
         if result.is_err() {
             self.forget(&d.lb_name);
         }
@@ -198,7 +198,7 @@ impl LoadBalancerProvider for AwsProvider {
 
     async fn update_backends(&self, spec: &LoadBalancerSpec) -> Result<(), ProviderError> {
         let d = Desired::from_spec(spec)?;
-        let result = self.update_backends_inner(spec, &d).await;
+        let result = Box::pin(self.update_backends_inner(spec, &d)).await;
         if result.is_err() {
             self.forget(&d.lb_name);
         }
@@ -222,7 +222,7 @@ impl LoadBalancerProvider for AwsProvider {
     }
 
     async fn delete(&self, record: &ProvisioningRecord) -> Result<(), ProviderError> {
-        self.delete_inner(record).await
+        Box::pin(self.delete_inner(record)).await
     }
 
     async fn list_owned(&self, cluster: &str) -> Result<Vec<ProvisioningRecord>, ProviderError> {

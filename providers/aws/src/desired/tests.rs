@@ -187,7 +187,7 @@ fn security_group_rules_from_source_ranges() {
     let d = Desired::from_spec(&s).unwrap();
     assert_eq!(
         d.sg_name.as_deref(),
-        Some("frontdesk-a0a1b2c3d111122223333444455556")
+        Some("frontdesk-a0a1b2c3d11112222333344445555666")
     );
     let rules: Vec<(String, u16, String)> = d
         .sg_rules
