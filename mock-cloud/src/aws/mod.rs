@@ -507,3 +507,6 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sdk_tests;
