@@ -70,7 +70,10 @@ pub fn budget(name: &str, config: &ControllerConfig) -> ApiBudget {
         _ => Default::default(),
     };
     for (n, b) in &config.cloud_api_buckets {
-        buckets.insert(n.clone(), BucketConfig::new(b.capacity, b.refill_per_second));
+        buckets.insert(
+            n.clone(),
+            BucketConfig::new(b.capacity, b.refill_per_second),
+        );
     }
     ApiBudget::new(buckets)
 }

@@ -168,7 +168,10 @@ impl ControllerConfig {
         positive("cloudCallTimeoutSeconds", self.cloud_call_timeout_seconds)?;
         for (name, b) in &self.cloud_api_buckets {
             positive(&format!("cloudApiBuckets.{name}.capacity"), b.capacity)?;
-            positive(&format!("cloudApiBuckets.{name}.refillPerSecond"), b.refill_per_second)?;
+            positive(
+                &format!("cloudApiBuckets.{name}.refillPerSecond"),
+                b.refill_per_second,
+            )?;
         }
         let le = &self.leader_election;
         if le.enabled {

@@ -444,11 +444,15 @@ async fn chart_rbac_is_enough_for_the_controller_and_no_more() {
         ..MockCloudConfig::default()
     })
     .await;
-    // Enforcement: no token → 401.
+    // Enforcement: a token the sandbox did not issue → 401. (A kubeconfig with no credentials
+    // at all makes kubectl prompt for a username over HTTPS, which needs a terminal.)
     let anon = w.dir.path().join("anon.kubeconfig");
     std::fs::write(
         &anon,
-        frontdesk_mock_cloud::kube::sandbox::kubeconfig_yaml_with_token(&w.cloud.kube_url(), None),
+        frontdesk_mock_cloud::kube::sandbox::kubeconfig_yaml_with_token(
+            &w.cloud.kube_url(),
+            Some("not-issued-by-this-sandbox"),
+        ),
     )
     .unwrap();
     let (ok, _, err) = crate::support::kubectl(&anon, w.dir.path(), &["get", "svc"], None).await;
