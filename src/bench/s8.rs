@@ -49,7 +49,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
         if synced_s.is_some() && stable_since.elapsed() > Duration::from_secs(5) {
             break;
         }
-        if start.elapsed().as_secs() % 10 == 0 && start.elapsed().subsec_millis() < 100 {
+        if start.elapsed().as_secs().is_multiple_of(10) && start.elapsed().subsec_millis() < 100 {
             progress(&format!(
                 "{:.0} s: {} Kubernetes reads, RSS {} MiB",
                 start.elapsed().as_secs_f64(),

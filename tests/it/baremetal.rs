@@ -443,7 +443,7 @@ async fn restart_in_the_middle_of_1000_allocations() {
         .await;
     eprintln!("created 1000 Services in {:?}", t0.elapsed());
     let first = start_bm(&world, client_for(&world.kubeconfig).await).await;
-    let before = eventually(Duration::from_secs(30), "some addresses", || {
+    eventually(Duration::from_secs(30), "some addresses", || {
         let c = world.client.clone();
         async move {
             let ips = all_ips(&c).await;
@@ -451,7 +451,6 @@ async fn restart_in_the_middle_of_1000_allocations() {
         }
     })
     .await;
-    let _ = before;
     eprintln!("300 addresses after {:?}", t0.elapsed());
     first.kill();
     let before = all_ips(&world.client).await;

@@ -230,7 +230,7 @@ async fn sdk_clients_run_the_whole_nlb_lifecycle() {
     );
     assert_eq!(lb.r#type(), Some(&LoadBalancerTypeEnum::Network));
     assert_eq!(lb.availability_zones().len(), 3);
-    assert_eq!(lb.security_groups(), [sg.clone()]);
+    assert_eq!(lb.security_groups(), std::slice::from_ref(&sg));
     assert!(lb.created_time().is_some());
 
     let conflict = lbc
@@ -417,7 +417,7 @@ async fn sdk_clients_run_the_whole_nlb_lifecycle() {
         .unwrap();
     assert_eq!(
         by_lb.target_groups()[0].load_balancer_arns(),
-        [lb_arn.clone()]
+        std::slice::from_ref(&lb_arn)
     );
     let listeners = lbc
         .describe_listeners()

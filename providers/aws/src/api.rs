@@ -328,7 +328,7 @@ where
         }
         _ => {
             let status = err.raw_response().map(HasStatus::status_code);
-            let msg = format!("{}", aws_smithy_display(&err));
+            let msg = aws_smithy_display(&err);
             classify_code(operation, None, status, msg)
         }
     }

@@ -493,6 +493,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn scheme_table() {
         let table: &[(&[(&str, &str)], Scheme, Option<Scheme>)] = &[
             (

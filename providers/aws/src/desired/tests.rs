@@ -98,6 +98,7 @@ fn names_are_short_stable_and_distinct() {
 }
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn listener_grouping_table() {
     use Protocol::*;
     let table: Vec<(Vec<PortSpec>, Result<Vec<(u16, TgProtocol, u16)>, &str>)> = vec![

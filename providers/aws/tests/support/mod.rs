@@ -1,7 +1,7 @@
 //! Test support: a moto server on loopback, a logging/fault-injecting proxy in front of it (so
 //! the conformance kit sees every call the provider's SDK clients really send), seeding of a
 //! VPC + subnets + instances, and a `CloudInspector` over all of it.
-
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -110,7 +110,7 @@ fn pct(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+            b'%' if i + 2 < b.len() => {
                 let h = std::str::from_utf8(&b[i + 1..i + 3]).ok();
                 match h.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(v) => {
