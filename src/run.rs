@@ -114,7 +114,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let opts = ProviderOptions {
         cloud_url: args.cloud_url.clone(),
     };
-    let provider = providers::build(&args.provider, &opts, ctx)?;
+    let provider = providers::build_with_client(&args.provider, &opts, ctx, client.clone())?;
     let health = Arc::new(Health::default());
     let addr = health::serve(config.metrics_addr, metrics.clone(), health.clone())
         .await
