@@ -81,25 +81,26 @@ fn jitter(d: Duration) -> Duration {
 
 /// Debounced node sync: recompute the eligible set, then send each load balancer that is
 /// behind only its backend delta (`update_backends`), never a full ensure.
+///
+/// The eligible set is tracked by its own task, so it stays current while a pass runs: a
+/// pass through many load balancers is bound by the cloud's write budget and can take most
+/// of a minute; load balancers later in the pass then get the newest node set at once
+/// instead of an outdated one plus a second pass (S2 with nodes joining every 6 s).
 pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: CancellationToken) {
+    let moved = Arc::new(Notify::new());
+    let _tracker = super::AbortOnDrop(tokio::spawn(track_eligible(
+        ctx.clone(),
+        changed,
+        moved.clone(),
+        stop.clone(),
+    )));
     loop {
         tokio::select! {
-            _ = changed.notified() => {
-                // Collect the rest of a burst (a rolling node replacement) into one pass.
-                tokio::time::sleep(ctx.config.node_sync_debounce()).await;
-            }
+            _ = moved.notified() => {}
             _ = tokio::time::sleep(NODE_SYNC_RECHECK) => {}
             _ = stop.cancelled() => return,
         }
-        let all: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
-        let (version, moved) = ctx.backends.update(crate::nodes::eligible_nodes(&all));
-        if moved {
-            info!(
-                version,
-                eligible = ctx.backends.current().1.len(),
-                "eligible node set changed"
-            );
-        }
+        let version = ctx.backends.current().0;
         let behind: Vec<ServiceKey> = ctx
             .applied
             .snapshot()
@@ -124,6 +125,36 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
         }
         while set.join_next().await.is_some() {}
         debug!(took = ?started.elapsed(), "node sync pass done");
+    }
+}
+
+/// Recompute the eligible node set after each (debounced) burst of node events, and wake the
+/// pass loop when it changed.
+async fn track_eligible(
+    ctx: Arc<Context>,
+    changed: Arc<Notify>,
+    moved: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {
+                // Collect the rest of a burst (a rolling node replacement) into one change.
+                tokio::time::sleep(ctx.config.node_sync_debounce()).await;
+            }
+            _ = tokio::time::sleep(NODE_SYNC_RECHECK) => {}
+            _ = stop.cancelled() => return,
+        }
+        let all: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
+        let (version, changed_now) = ctx.backends.update(crate::nodes::eligible_nodes(&all));
+        if changed_now {
+            info!(
+                version,
+                eligible = ctx.backends.current().1.len(),
+                "eligible node set changed"
+            );
+            moved.notify_one();
+        }
     }
 }
 
