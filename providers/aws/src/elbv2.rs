@@ -204,6 +204,19 @@ pub async fn set_ip_address_type(api: &Api, arn: &str, ty: &str) -> Result<(), P
     .map(|_| ())
 }
 
+/// The wanted attributes whose current value differs (LB and target-group attributes are
+/// both plain key/value lists; keys we do not manage are left alone).
+fn attribute_changes<'a>(
+    have: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    want: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    let have: BTreeMap<&str, &str> = have
+        .filter_map(|(k, v)| Some((k?, v.unwrap_or(""))))
+        .collect();
+    want.iter()
+        .filter(move |(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
+}
+
 /// Bring the managed LB attributes to `want` (other keys are left alone).
 pub async fn converge_lb_attributes(
     api: &Api,
@@ -222,14 +235,8 @@ pub async fn converge_lb_attributes(
                 .send(),
         )
         .await?;
-    let have: BTreeMap<&str, &str> = cur
-        .attributes()
-        .iter()
-        .filter_map(|a| Some((a.key()?, a.value().unwrap_or(""))))
-        .collect();
-    let change: Vec<t::LoadBalancerAttribute> = want
-        .iter()
-        .filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
+    let have = cur.attributes().iter().map(|a| (a.key(), a.value()));
+    let change: Vec<t::LoadBalancerAttribute> = attribute_changes(have, want)
         .map(|(k, v)| t::LoadBalancerAttribute::builder().key(k).value(v).build())
         .collect();
     if change.is_empty() {
@@ -365,14 +372,8 @@ pub async fn converge_tg_attributes(
                 .send(),
         )
         .await?;
-    let have: BTreeMap<&str, &str> = cur
-        .attributes()
-        .iter()
-        .filter_map(|a| Some((a.key()?, a.value().unwrap_or(""))))
-        .collect();
-    let change: Vec<t::TargetGroupAttribute> = want
-        .iter()
-        .filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
+    let have = cur.attributes().iter().map(|a| (a.key(), a.value()));
+    let change: Vec<t::TargetGroupAttribute> = attribute_changes(have, want)
         .map(|(k, v)| t::TargetGroupAttribute::builder().key(k).value(v).build())
         .collect();
     if change.is_empty() {
