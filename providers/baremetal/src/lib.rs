@@ -11,6 +11,7 @@ pub mod pools;
 pub mod provider;
 pub mod ranges;
 pub mod request;
+pub mod speaker;
 
 pub use crd::{crds, crds_yaml};
 pub use pools::install;
