@@ -8,13 +8,20 @@ use frontdesk_core::provider::{LoadBalancerProvider, ProviderContext};
 use frontdesk_core::ratelimit::{ApiBudget, BucketConfig};
 
 /// Providers this build knows.
-pub const PROVIDERS: &[&str] = &["mock", "baremetal"];
+pub const PROVIDERS: &[&str] = &["mock", "baremetal", "aws"];
 
 /// Everything a provider may need from flags.
 #[derive(Clone, Debug, Default)]
 pub struct ProviderOptions {
     /// Endpoint of the cloud API (the mock cloud's URL for `mock`).
     pub cloud_url: Option<String>,
+    /// `aws`: the region (else `AWS_REGION` / `AWS_DEFAULT_REGION`).
+    pub aws_region: Option<String>,
+    /// `aws`: sign with fixed dummy credentials instead of the standard chain; only for
+    /// endpoints that do not verify signatures (the mock cloud's AWS front, moto).
+    pub aws_test_credentials: bool,
+    /// `aws`: how soon to look again at an NLB that is still `provisioning` (default 15 s).
+    pub aws_provisioning_poll: Option<std::time::Duration>,
 }
 
 pub fn build(
@@ -31,6 +38,26 @@ pub fn build(
             };
             let p = frontdesk_provider_mock::MockProvider::new(url, ctx)
                 .with_context(|| format!("--cloud-url {url:?}"))?;
+            Ok(Arc::new(p))
+        }
+        "aws" => {
+            let cfg = frontdesk_provider_aws::AwsConfig {
+                region: opts.aws_region.clone(),
+                endpoint_url: opts.cloud_url.clone(),
+                static_credentials: opts.aws_test_credentials.then(|| {
+                    (
+                        "AKIDFRONTDESKTEST".to_string(),
+                        "frontdesk-test".to_string(),
+                    )
+                }),
+                ..frontdesk_provider_aws::AwsConfig::default()
+            };
+            let cfg = frontdesk_provider_aws::AwsConfig {
+                provisioning_poll: opts.aws_provisioning_poll.unwrap_or(cfg.provisioning_poll),
+                ..cfg
+            };
+            let p = frontdesk_provider_aws::AwsProvider::new(cfg, ctx)
+                .context("building the AWS provider (region, credentials, endpoint)")?;
             Ok(Arc::new(p))
         }
         "baremetal" => bail!(
@@ -64,6 +91,10 @@ pub fn build_with_client(
 pub fn budget(name: &str, config: &ControllerConfig) -> ApiBudget {
     let mut buckets: std::collections::BTreeMap<String, BucketConfig> = match name {
         "mock" => frontdesk_provider_mock::budget_buckets()
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
+            .collect(),
+        "aws" => frontdesk_provider_aws::budget_buckets()
             .into_iter()
             .map(|(n, b)| (n.to_string(), b))
             .collect(),

@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// Cloud API endpoint (for `mock`: the mock cloud's URL).
     #[arg(long, env = "FRONTDESK_CLOUD_URL")]
     pub cloud_url: Option<String>,
+    /// `aws`: the region (default: the SDK chain, `AWS_REGION`, profile, IMDS).
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
     #[arg(long)]
     pub cluster_name: Option<String>,
     /// Claim Services with this loadBalancerClass.
@@ -113,6 +116,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let opts = ProviderOptions {
         cloud_url: args.cloud_url.clone(),
+        aws_region: args.aws_region.clone(),
+        ..ProviderOptions::default()
     };
     let provider = providers::build_with_client(&args.provider, &opts, ctx, client.clone())?;
     let health = Arc::new(Health::default());

@@ -30,8 +30,9 @@ pub struct MockCloudArgs {
     /// Address of the mock cloud's API (port 0: a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub cloud_listen: SocketAddr,
-    /// Cloud API latency and throttling: `none` or `generic` (50 ms, 20 writes/s).
-    #[arg(long, default_value = "none", value_parser = ["none", "generic"])]
+    /// Cloud API latency and throttling: `none`, `generic` (50 ms, 20 writes/s) or `aws`
+    /// (AWS's per-action buckets, NLBs `active` after 1-3 minutes as on AWS).
+    #[arg(long, default_value = "none", value_parser = ["none", "generic", "aws"])]
     pub profile: String,
 }
 
@@ -40,7 +41,7 @@ pub struct SandboxArgs {
     #[command(flatten)]
     pub cloud: MockCloudArgs,
     /// Provider the in-process controller uses.
-    #[arg(long, default_value = "mock", value_parser = ["mock", "baremetal"])]
+    #[arg(long, default_value = "mock", value_parser = ["mock", "baremetal", "aws"])]
     pub provider: String,
     /// Controller configuration file (as for `frontdesk run`).
     #[arg(long)]
@@ -51,15 +52,21 @@ pub struct SandboxArgs {
 }
 
 fn profile(name: &str) -> Profile {
-    if name == "generic" {
-        Profile::Generic
-    } else {
-        Profile::None
+    match name {
+        "generic" => Profile::Generic,
+        "aws" => Profile::Aws,
+        _ => Profile::None,
     }
 }
 
 async fn start_fakes(args: &MockCloudArgs) -> anyhow::Result<MockCloud> {
+    start_fakes_for(args, "mock").await
+}
+
+/// `provider_scheme`: the providerID scheme of the instances (`aws` for `--provider aws`).
+async fn start_fakes_for(args: &MockCloudArgs, provider_scheme: &str) -> anyhow::Result<MockCloud> {
     let config = MockCloudConfig {
+        provider_scheme: provider_scheme.to_string(),
         kube_listen: args.listen,
         cloud_listen: args.cloud_listen,
         nodes: args.nodes.into(),
@@ -117,7 +124,12 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     config.leader_election.enabled = false;
     config.validate()?;
 
-    let cloud = start_fakes(&args.cloud).await?;
+    let scheme = if args.provider == "aws" {
+        "aws"
+    } else {
+        "mock"
+    };
+    let cloud = start_fakes_for(&args.cloud, scheme).await?;
     let kc = absolute(&args.cloud.kubeconfig);
     let client = crate::run::kube_client(Some(&kc)).await?;
     if args.provider == "baremetal" {
@@ -133,8 +145,21 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     );
     let provider = providers::build_with_client(
         &args.provider,
-        &ProviderOptions {
-            cloud_url: Some(cloud.cloud_url()),
+        &if args.provider == "aws" {
+            // The AWS front: fixed region, dummy credentials (it does not verify signatures).
+            ProviderOptions {
+                cloud_url: Some(cloud.aws_url()),
+                aws_region: Some("us-east-1".into()),
+                aws_test_credentials: true,
+                // The front makes NLBs `active` at once unless `--profile aws` adds AWS's
+                // provisioning time; either way a short poll keeps the sandbox snappy.
+                aws_provisioning_poll: Some(std::time::Duration::from_secs(2)),
+            }
+        } else {
+            ProviderOptions {
+                cloud_url: Some(cloud.cloud_url()),
+                ..ProviderOptions::default()
+            }
         },
         ctx,
         client.clone(),

@@ -6,6 +6,7 @@
 //! the controller runs in this process with the mock provider and its client-side budget, and
 //! every lower bound is computed from the profile's numbers and the calls the provider made.
 
+mod aws_calls;
 mod report;
 mod s1;
 mod s2;
@@ -21,7 +22,8 @@ use clap::Args;
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Scenario: s1 (burst create), s2 (node churn), s3 (idle steady state), s4 (restart with
-    /// a backlog, then one new Service), s8 (memory while watching), sandbox-api.
+    /// a backlog, then one new Service), s8 (memory while watching), sandbox-api, aws-calls (the
+    /// AWS provider's calls per lifecycle step).
     pub scenario: String,
     /// Services (default per scenario: s1-s4 1000 LoadBalancer Services, s8 and
     /// sandbox-api 10000).
@@ -62,12 +64,15 @@ impl BenchArgs {
 }
 
 /// Scenario names, for the error message on a typo.
-const SCENARIOS: &[&str] = &["s1", "s2", "s3", "s4", "s8", "sandbox-api"];
+const SCENARIOS: &[&str] = &["s1", "s2", "s3", "s4", "s8", "sandbox-api", "aws-calls"];
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let scenario = args.scenario.to_ascii_lowercase();
     if scenario == "sandbox-api" {
         return sandbox_api::run(&args).await;
+    }
+    if scenario == "aws-calls" {
+        return aws_calls::run(&args).await;
     }
     let profile = world::BenchProfile::parse(&args.profile)?;
     let report = match scenario.as_str() {

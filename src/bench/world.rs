@@ -210,6 +210,7 @@ impl World {
             "mock",
             &ProviderOptions {
                 cloud_url: Some(self.cloud.cloud_url()),
+                ..ProviderOptions::default()
             },
             ProviderContext::new(budget, metrics.clone()),
         )?;

@@ -15,7 +15,7 @@ use crate::support::{client_for, eventually, kubectl};
 
 const BIN: &str = env!("CARGO_BIN_EXE_frontdesk");
 
-fn frontdesk(args: &[&str]) -> Command {
+pub(crate) fn frontdesk(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args)
         .env("FRONTDESK_LOG", "warn")
@@ -27,7 +27,7 @@ fn frontdesk(args: &[&str]) -> Command {
 }
 
 /// Read stdout lines until one contains `needle`; returns them all.
-async fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
+pub(crate) async fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
     let stdout = child.stdout.as_mut().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = Vec::new();

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws;
 mod baremetal;
 mod bench;
 mod chart;
@@ -12,3 +13,4 @@ mod sandbox_api;
 mod sandbox_kubectl;
 mod sandbox_nodeports;
 mod sandbox_protobuf;
+mod speaker;
