@@ -245,4 +245,31 @@ async fn bad_flags_and_config_exit_nonzero_naming_the_field() {
     )
     .await;
     run_fails_with(&["sandbox", "--nodes", "lots"], "--nodes", dir.path()).await;
+
+    // AWS without a region: the message names the flag and the environment variables.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n\
+         users:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let args = [
+        "run",
+        "--provider",
+        "aws",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ];
+    let out = frontdesk(&args)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(stderr.contains("--aws-region"), "{stderr}");
 }
