@@ -4,6 +4,7 @@ mod bench;
 mod providers;
 mod run;
 mod sandbox;
+mod speaker;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,8 @@ enum Command {
     MockCloud(sandbox::MockCloudArgs),
     /// Scale benchmarks; each prints a table of measured numbers.
     Bench(bench::BenchArgs),
+    /// Bare-metal announcer (one per node): answers ARP/NDP for the addresses it wins.
+    Speaker(speaker::SpeakerArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             Command::Sandbox(args) => sandbox::sandbox(args).await,
             Command::MockCloud(args) => sandbox::mock_cloud(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Speaker(args) => speaker::speaker(args).await,
         }
     });
     match result {

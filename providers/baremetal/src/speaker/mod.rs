@@ -8,6 +8,7 @@
 //! - [`run`]: the watch loop tying them together.
 
 pub mod election;
+pub mod lab;
 pub mod liveness;
 pub mod metrics;
 pub mod packet;
@@ -65,11 +66,11 @@ impl SpeakerConfig {
             ));
         }
         if self.timing.renew.is_zero() {
-            return Err(bad("--lease-renew", "must be above zero".into()));
+            return Err(bad("--lease-renew-ms", "must be above zero".into()));
         }
         if self.timing.expiry < self.timing.renew * 2 {
             return Err(bad(
-                "--lease-expiry",
+                "--lease-expiry-ms",
                 format!(
                     "{:?} is less than twice the renew period {:?}; one late renewal would look like a dead node",
                     self.timing.expiry, self.timing.renew
@@ -121,7 +122,7 @@ mod tests {
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("--lease-expiry")
+                .starts_with("--lease-expiry-ms")
         );
         let mut c = ok;
         c.timing.renew = Duration::ZERO;
@@ -129,7 +130,7 @@ mod tests {
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("--lease-renew")
+                .starts_with("--lease-renew-ms")
         );
     }
 }
