@@ -22,8 +22,8 @@ use crate::support::{
     World, client_for, eventually, example_path, mock_provider, start_controller_with, test_config,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
-const SA_USER: &str = "system:serviceaccount:frontdesk:frontdesk-controller";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const SA_USER: &str = "system:serviceaccount:frontdesk:frontdesk-controller";
 const EXAMPLES: [&str; 5] = ["mock", "aws", "gcp", "azure", "baremetal"];
 
 fn root() -> PathBuf {
@@ -34,7 +34,7 @@ fn chart_dir() -> PathBuf {
     root().join("charts/frontdesk")
 }
 
-fn example_values(name: &str) -> PathBuf {
+pub(crate) fn example_values(name: &str) -> PathBuf {
     root().join(format!("examples/values-{name}.yaml"))
 }
 
@@ -81,7 +81,7 @@ fn lint(values: &Path) -> Value {
 }
 
 /// Renders the chart (CRDs first) as one YAML stream, or Helm's error text.
-fn render(values: &Path, release: &str, namespace: &str) -> Result<String, String> {
+pub(crate) fn render(values: &Path, release: &str, namespace: &str) -> Result<String, String> {
     let chart = chart_dir();
     let (ok, out, err) = helm_tool(&[
         "render",
@@ -93,7 +93,7 @@ fn render(values: &Path, release: &str, namespace: &str) -> Result<String, Strin
     if ok { Ok(out) } else { Err(err) }
 }
 
-fn docs(stream: &str) -> Vec<Value> {
+pub(crate) fn docs(stream: &str) -> Vec<Value> {
     use serde::Deserialize;
     serde_yaml_ng::Deserializer::from_str(stream)
         .map(|d| Value::deserialize(d).unwrap())
@@ -111,7 +111,7 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 /// The controller config file from the rendered ConfigMap, parsed by the real parser.
-fn rendered_config(docs: &[Value]) -> ControllerConfig {
+pub(crate) fn rendered_config(docs: &[Value]) -> ControllerConfig {
     let cm = find(docs, "ConfigMap", "frontdesk-controller").expect("controller ConfigMap");
     let text = cm["data"]["config.yaml"].as_str().unwrap();
     let config = ControllerConfig::from_yaml(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -289,7 +289,7 @@ fn invalid_values_fail_with_a_clear_message() {
 }
 
 /// Applies a rendered stream the way a user without Helm would: CRDs first, then the rest.
-async fn apply(w: &World, stream: &str) {
+pub(crate) async fn apply(w: &World, stream: &str) {
     let all = docs(stream);
     let (crds, rest): (Vec<&Value>, Vec<&Value>) = all
         .iter()
@@ -381,7 +381,7 @@ spec:
 "#;
 
 /// A kubeconfig for the sandbox that authenticates with `token`.
-fn kubeconfig_with_token(w: &World, token: &str, file: &str) -> PathBuf {
+pub(crate) fn kubeconfig_with_token(w: &World, token: &str, file: &str) -> PathBuf {
     let path = w.dir.path().join(file);
     let text = frontdesk_mock_cloud::kube::sandbox::kubeconfig_yaml_with_token(
         &w.cloud.kube_url(),
@@ -391,13 +391,13 @@ fn kubeconfig_with_token(w: &World, token: &str, file: &str) -> PathBuf {
     path
 }
 
-async fn external_ip(api: &Api<Service>, name: &str) -> Option<String> {
+pub(crate) async fn external_ip(api: &Api<Service>, name: &str) -> Option<String> {
     let svc = api.get_opt(name).await.ok()??;
     let ingress = svc.status?.load_balancer?.ingress?;
     ingress.first()?.ip.clone()
 }
 
-fn sa_decisions(w: &World) -> Vec<AuditEntry> {
+pub(crate) fn sa_decisions(w: &World) -> Vec<AuditEntry> {
     w.cloud
         .sandbox
         .audit()
@@ -407,7 +407,7 @@ fn sa_decisions(w: &World) -> Vec<AuditEntry> {
 }
 
 /// Every (group, resource, verb) the chart's rules grant the controller (mock provider).
-fn granted(docs: &[Value]) -> Vec<(String, String, String)> {
+pub(crate) fn granted(docs: &[Value]) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for role in of_kind(docs, "ClusterRole")
         .into_iter()

@@ -7,6 +7,7 @@ mod aws;
 mod baremetal;
 mod bench;
 mod chart;
+mod chart_baremetal;
 mod cli;
 mod controller;
 mod sandbox_api;
