@@ -175,3 +175,19 @@ async fn chart_rbac_is_enough_for_the_baremetal_controller_and_no_more() {
     ctl.stop().await;
     w.shutdown().await;
 }
+
+/// `examples/baremetal-pool.yaml`, which the chart's NOTES point to, is accepted as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_pool_is_accepted() {
+    let w = World::start(1).await;
+    frontdesk_provider_baremetal::install(&w.client, false)
+        .await
+        .unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/baremetal-pool.yaml");
+    w.kubectl_ok(&["apply", "-f", path]).await;
+    w.kubectl_ok(&["get", "l2advertisements", "default"]).await;
+    let pools: Api<IPAddressPool> = Api::all(w.client.clone());
+    let pool = pools.get("default").await.unwrap();
+    assert!(pool.spec.avoid_buggy_ips && pool.spec.auto_assign);
+    w.shutdown().await;
+}
