@@ -123,7 +123,7 @@ fn ad_covers_pool(ad: &AdView, pool: &PoolView) -> bool {
     if ad.pools.is_empty() && ad.pool_selectors.is_empty() {
         return true;
     }
-    ad.pools.iter().any(|p| *p == pool.name)
+    ad.pools.contains(&pool.name)
         || ad
             .pool_selectors
             .iter()

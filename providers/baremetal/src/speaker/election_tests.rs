@@ -103,6 +103,8 @@ fn removing_a_non_winner_never_moves_an_address() {
     }
 }
 
+type Edit = Box<dyn Fn(&mut ClusterView, &mut ServiceView)>;
+
 #[test]
 fn decisions_table() {
     let v4 = "192.0.2.10";
@@ -113,7 +115,7 @@ fn decisions_table() {
 
     struct Case {
         name: &'static str,
-        edit: Box<dyn Fn(&mut ClusterView, &mut ServiceView)>,
+        edit: Edit,
         want: Result<&'static [&'static str], Reason>,
     }
     let w = all_win.clone();

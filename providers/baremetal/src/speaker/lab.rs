@@ -267,6 +267,8 @@ pub fn require_tools() -> Result<(), LabError> {
         ("ip", "iproute2"),
         ("arping", "arping"),
         ("ndisc6", "ndisc6"),
+        ("stdbuf", "coreutils"),
+        ("python3", "python3"),
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])

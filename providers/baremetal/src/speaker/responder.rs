@@ -67,7 +67,7 @@ impl InterfaceFilter {
         let selected = if self.only.is_empty() {
             l.name != "lo" && !EXCLUDED_PREFIXES.iter().any(|p| l.name.starts_with(p))
         } else {
-            self.only.iter().any(|n| *n == l.name)
+            self.only.contains(&l.name)
         };
         selected && l.up && l.running && !l.loopback && !l.noarp && l.has_mac
     }
