@@ -7,6 +7,7 @@
 //! every lower bound is computed from the profile's numbers and the calls the provider made.
 
 mod aws_calls;
+mod l2;
 mod report;
 mod s1;
 mod s2;
@@ -23,7 +24,7 @@ use clap::Args;
 pub struct BenchArgs {
     /// Scenario: s1 (burst create), s2 (node churn), s3 (idle steady state), s4 (restart with
     /// a backlog, then one new Service), s8 (memory while watching), sandbox-api, aws-calls (the
-    /// AWS provider's calls per lifecycle step).
+    /// AWS provider's calls per lifecycle step), l2-failover (speaker failover in namespaces).
     pub scenario: String,
     /// Services (default per scenario: s1-s4 1000 LoadBalancer Services, s8 and
     /// sandbox-api 10000).
@@ -49,6 +50,9 @@ pub struct BenchArgs {
     /// sandbox-api: concurrent client requests.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// l2-failover: failovers measured per kind (SIGKILL, SIGTERM).
+    #[arg(long, default_value_t = 3)]
+    pub trials: usize,
     /// Machine-readable output (one JSON object on stdout).
     #[arg(long)]
     pub json: bool,
@@ -64,7 +68,16 @@ impl BenchArgs {
 }
 
 /// Scenario names, for the error message on a typo.
-const SCENARIOS: &[&str] = &["s1", "s2", "s3", "s4", "s8", "sandbox-api", "aws-calls"];
+const SCENARIOS: &[&str] = &[
+    "s1",
+    "s2",
+    "s3",
+    "s4",
+    "s8",
+    "sandbox-api",
+    "aws-calls",
+    "l2-failover",
+];
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let scenario = args.scenario.to_ascii_lowercase();
@@ -73,6 +86,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if scenario == "aws-calls" {
         return aws_calls::run(&args).await;
+    }
+    if scenario == "l2-failover" {
+        return l2::run(&args).await;
     }
     let profile = world::BenchProfile::parse(&args.profile)?;
     let report = match scenario.as_str() {

@@ -273,6 +273,20 @@ fn endpoints(on: &[&str]) -> serde_json::Value {
     )
 }
 
+/// Wait until the running probe has recent replies from `mac`.
+async fn probe_sees(probe: &lab::Prober, mac: &str) {
+    let mac = mac.to_string();
+    eventually(Duration::from_secs(5), "the probe to see replies", || {
+        let n = probe
+            .replies()
+            .iter()
+            .filter(|(t, m)| *m == mac && t.elapsed() < Duration::from_millis(300))
+            .count();
+        async move { (n >= 3).then_some(()) }
+    })
+    .await;
+}
+
 fn winner(ip: IpAddr, among: &[&str]) -> String {
     election::winner(among.iter().copied(), ip)
         .unwrap()
@@ -461,14 +475,31 @@ async fn announcements_follow_exclusion_local_endpoints_and_release() {
     net.wait_answerer(v4, Some(&first), Duration::from_secs(20))
         .await;
 
-    // Excluded by label: another node takes over; unlabelled: back.
+    // Excluded by label: another node takes over; unlabelled: back. Both hand-overs are
+    // between live speakers: the new owner waits until the old one is silent.
+    let probe = net.lab.probe(v4, Duration::from_millis(10)).unwrap();
+    probe_sees(&probe, &net.mac(&first)).await;
+    let labelled = Instant::now();
     net.label_node(&first, Some("true")).await;
     let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != first).collect();
-    net.wait_answerer(v4, Some(&winner(v4.into(), &rest)), Duration::from_secs(10))
+    let second = winner(v4.into(), &rest);
+    net.wait_answerer(v4, Some(&second), Duration::from_secs(10))
         .await;
+    probe_sees(&probe, &net.mac(&second)).await;
+    let unlabelled = Instant::now();
     net.label_node(&first, None).await;
     net.wait_answerer(v4, Some(&first), Duration::from_secs(10))
         .await;
+    let replies = probe.replies();
+    for (from, since, until) in [
+        (&first, labelled, Some(unlabelled)),
+        (&second, unlabelled, None),
+    ] {
+        let f = lab::failover_between(&replies, &net.mac(from), since, until).expect("a hand-over");
+        assert_eq!(f.overlap, 0, "two MACs answered: {f:?}");
+        assert!(f.gap < Duration::from_secs(1), "hand-over took {:?}", f.gap);
+    }
+    drop(probe);
 
     // Local: only a node with a ready endpoint; the announcement follows the endpoint.
     let l4 = net.service("local", true, &["node-2"]).await;

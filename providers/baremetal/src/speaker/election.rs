@@ -207,6 +207,19 @@ pub fn decide(cluster: &ClusterView, svc: &ServiceView, ip: IpAddr) -> Decision 
     }
 }
 
+/// The announcing node of every address (the first Service's decision for a shared one).
+pub fn winners(cluster: &ClusterView, services: &[ServiceView]) -> BTreeMap<IpAddr, String> {
+    let mut out = BTreeMap::new();
+    for svc in services {
+        for ip in &svc.ips {
+            if let Decision::Announce { node, .. } = decide(cluster, svc, *ip) {
+                out.entry(*ip).or_insert(node);
+            }
+        }
+    }
+    out
+}
+
 /// What one node announces: address → interfaces (`None` = every usable one) and the
 /// Services using the address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

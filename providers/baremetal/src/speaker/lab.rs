@@ -425,10 +425,25 @@ pub struct Failover {
 
 /// The first change away from `old` after `since` (pure).
 pub fn failover(replies: &[(Instant, String)], old: &str, since: Instant) -> Option<Failover> {
-    let after: Vec<&(Instant, String)> = replies.iter().filter(|(t, _)| *t >= since).collect();
+    failover_between(replies, old, since, None)
+}
+
+/// Like [`failover`], looking only at replies before `until` (when a later, legitimate move
+/// back to `old` must not count as overlap).
+pub fn failover_between(
+    replies: &[(Instant, String)],
+    old: &str,
+    since: Instant,
+    until: Option<Instant>,
+) -> Option<Failover> {
+    let window: Vec<&(Instant, String)> = replies
+        .iter()
+        .filter(|(t, _)| until.is_none_or(|u| *t < u))
+        .collect();
+    let after: Vec<&&(Instant, String)> = window.iter().filter(|(t, _)| *t >= since).collect();
     let first_new = after.iter().position(|(_, m)| m != old)?;
-    let (t_new, to) = after[first_new].clone();
-    let last_old = replies
+    let (t_new, to) = (*after[first_new]).clone();
+    let last_old = window
         .iter()
         .filter(|(t, m)| m == old && *t <= t_new)
         .map(|(t, _)| *t)
@@ -497,5 +512,8 @@ mod tests {
         let f = failover(&messy, "a", t0).unwrap();
         assert_eq!((f.gap, f.overlap), (Duration::from_millis(100), 1));
         assert_eq!(failover(&[at(0, "a")], "a", t0), None);
+        let back = vec![at(0, "a"), at(100, "b"), at(500, "a")];
+        let f = failover_between(&back, "a", t0, Some(t0 + Duration::from_millis(400))).unwrap();
+        assert_eq!(f.overlap, 0, "the move back is outside the window");
     }
 }

@@ -40,6 +40,11 @@ pub struct SpeakerConfig {
     /// `garp_window` (MetalLB: 1100 ms and 5 s).
     pub garp_interval: Duration,
     pub garp_window: Duration,
+    /// Taking an address from a node that is still alive (a label, endpoint or pool change
+    /// moved it, or this speaker is joining) waits this long, so the old owner, which sees the
+    /// same change at about the same time, has gone silent first: never two MACs at once.
+    /// Taking over from a dead or departed speaker is immediate.
+    pub handover_delay: Duration,
 }
 
 impl SpeakerConfig {
@@ -53,6 +58,7 @@ impl SpeakerConfig {
             interface_scan: Duration::from_secs(1),
             garp_interval: Duration::from_millis(1100),
             garp_window: Duration::from_secs(5),
+            handover_delay: Duration::from_millis(200),
         }
     }
 

@@ -202,6 +202,9 @@ pub async fn run(
         owned: OwnedMap::new(),
         written: Arc::new(Mutex::new(HashMap::new())),
         self_ok: false,
+        streak: None,
+        prev_winners: BTreeMap::new(),
+        pending: BTreeMap::new(),
         stop_bursts: CancellationToken::new(),
     };
     let mut scan = tokio::time::interval(config.interface_scan);
@@ -264,6 +267,12 @@ struct Loop<'a> {
     /// Service key → node named in the condition we last wrote, and when.
     written: Arc<Mutex<HashMap<String, Instant>>>,
     self_ok: bool,
+    /// Start of the current run of successful renewals.
+    streak: Option<Instant>,
+    /// Who won each address in the previous election.
+    prev_winners: BTreeMap<IpAddr, String>,
+    /// Addresses won from a live node, held back until the instant given (hand-over).
+    pending: BTreeMap<IpAddr, Instant>,
     stop_bursts: CancellationToken,
 }
 
@@ -277,7 +286,19 @@ impl Loop<'_> {
         // Fenced: our own renewals are too old (the others already think us dead) or we
         // have no link to answer on.
         let renewed = last_ok.is_some_and(|t| now.saturating_duration_since(t) < expiry);
-        let self_ok = renewed && !self.responder.interfaces().is_empty();
+        if !renewed {
+            self.streak = None;
+        } else if self.streak.is_none() {
+            self.streak = last_ok;
+        }
+        // Joining (start or recovery): count ourselves alive a hand-over delay after our
+        // first renewal, by when the others have seen our Lease and yielded what we win.
+        // Else a returning node and the current owner would both answer for a moment.
+        let joined_at = self.streak.map(|t| t + self.config.handover_delay);
+        let joined = joined_at.is_some_and(|t| t <= now);
+        let self_ok = renewed && joined && !self.responder.interfaces().is_empty();
+        // The join delay already was the hand-over for whatever we win on joining.
+        let just_joined = self_ok && !self.self_ok;
         if self_ok != self.self_ok {
             if self_ok {
                 info!(node = %me, "speaker Lease renewed; announcing");
@@ -327,9 +348,35 @@ impl Loop<'_> {
         } else {
             BTreeMap::new()
         };
-        let new: OwnedMap = won
-            .iter()
-            .map(|(ip, o)| (*ip, o.interfaces.clone()))
+        let winners = election::winners(&cluster, &views);
+        let mut held_until = None::<Instant>;
+        let mut new = OwnedMap::new();
+        for (ip, o) in &won {
+            if !self.owned.contains_key(ip) {
+                let from_live = !just_joined
+                    && self
+                        .prev_winners
+                        .get(ip)
+                        .is_some_and(|p| p != me && cluster.alive.contains(p));
+                if from_live || self.pending.contains_key(ip) {
+                    let until = *self
+                        .pending
+                        .entry(*ip)
+                        .or_insert(now + self.config.handover_delay);
+                    if now < until {
+                        held_until = Some(held_until.map_or(until, |h| h.min(until)));
+                        continue;
+                    }
+                }
+            }
+            new.insert(*ip, o.interfaces.clone());
+        }
+        self.pending
+            .retain(|ip, _| won.contains_key(ip) && !new.contains_key(ip));
+        self.prev_winners = winners;
+        let won: BTreeMap<IpAddr, election::Owned> = won
+            .into_iter()
+            .filter(|(ip, _)| new.contains_key(ip))
             .collect();
         if new != self.owned {
             let gained: Vec<IpAddr> = new
@@ -349,7 +396,8 @@ impl Loop<'_> {
         }
         self.record_status(&services, &won);
         let own_deadline = last_ok.map(|t| t + expiry).filter(|t| *t > now);
-        [next, own_deadline]
+        let join_deadline = joined_at.filter(|t| *t > now);
+        [next, own_deadline, join_deadline, held_until]
             .into_iter()
             .flatten()
             .min()
