@@ -2,11 +2,12 @@
 //! port over by a rename) and the small HTTP server exposing them.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +40,8 @@ pub struct SpeakerMetrics {
     pub addresses_owned: Gauge,
     /// Speakers seen alive (including this one).
     pub speakers_alive: Gauge,
+    /// Caches synced and electing (`/readyz`).
+    pub ready: AtomicBool,
 }
 
 impl Default for SpeakerMetrics {
@@ -56,6 +59,7 @@ impl SpeakerMetrics {
             gratuitous_sent: Family::default(),
             addresses_owned: Gauge::default(),
             speakers_alive: Gauge::default(),
+            ready: AtomicBool::new(false),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,13 +113,22 @@ async fn metrics(State(m): State<Arc<SpeakerMetrics>>) -> impl IntoResponse {
     )
 }
 
-/// Serve `/metrics` and `/healthz` in the background; returns the bound address.
+async fn readyz(State(m): State<Arc<SpeakerMetrics>>) -> impl IntoResponse {
+    if m.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet\n")
+    }
+}
+
+/// Serve `/metrics`, `/healthz` and `/readyz` in the background; returns the bound address.
 pub async fn serve(addr: SocketAddr, m: Arc<SpeakerMetrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .with_state(m);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

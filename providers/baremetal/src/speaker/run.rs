@@ -191,6 +191,7 @@ pub async fn run(
         }
     }
     info!(node = %config.node, "caches synced; electing");
+    m.ready.store(true, std::sync::atomic::Ordering::SeqCst);
 
     let mut state = Loop {
         config: &config,
