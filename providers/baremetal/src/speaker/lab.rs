@@ -189,6 +189,12 @@ impl Lab {
         Ipv4Addr::new(10, 213, self.slot, 1)
     }
 
+    /// The root namespace's interface on the lab LAN (a speaker running in this process can
+    /// answer on it).
+    pub fn host_interface(&self) -> &str {
+        &self.host_if
+    }
+
     /// IPv4 pool range for the lab (`10.213.X.200-10.213.X.239`).
     pub fn pool_v4(&self) -> String {
         format!("10.213.{0}.200-10.213.{0}.239", self.slot)
