@@ -83,10 +83,9 @@ async fn measure(lab: &Lab, kubeconfig: &Path, trials: usize) -> anyhow::Result<
     announce_service(&client, vip).await?;
 
     let exe = std::env::current_exe()?;
-    let mut pids: Vec<Option<u32>> = vec![None; NODES.len()];
-    for i in 0..NODES.len() {
-        pids[i] = Some(start_speaker(lab, &exe, kubeconfig, i)?);
-    }
+    let mut pids: Vec<Option<u32>> = (0..NODES.len())
+        .map(|i| start_speaker(lab, &exe, kubeconfig, i).map(Some))
+        .collect::<anyhow::Result<_>>()?;
     let probe = lab.probe(vip, PROBE_INTERVAL)?;
     let mut out = Vec::new();
     for kind in ["KILL", "TERM"] {
