@@ -501,6 +501,15 @@ async fn announcements_follow_exclusion_local_endpoints_and_release() {
     }
     drop(probe);
 
+    // Carrier lost on the winner: it releases its Lease, another node answers at once;
+    // plugged back, the address returns.
+    net.lab.set_carrier(Net::index(&first), false).unwrap();
+    net.wait_answerer(v4, Some(&winner(v4.into(), &rest)), Duration::from_secs(5))
+        .await;
+    net.lab.set_carrier(Net::index(&first), true).unwrap();
+    net.wait_answerer(v4, Some(&first), Duration::from_secs(10))
+        .await;
+
     // Local: only a node with a ready endpoint; the announcement follows the endpoint.
     let l4 = net.service("local", true, &["node-2"]).await;
     net.wait_answerer(l4, Some("node-2"), Duration::from_secs(20))

@@ -205,6 +205,17 @@ impl Lab {
         format!("fd00:213:{0:x}::200-fd00:213:{0:x}::23f", self.slot)
     }
 
+    /// Pull (or plug back) node `i`'s cable: its bridge-side veth goes down, so the node
+    /// sees its carrier go.
+    pub fn set_carrier(&self, i: usize, up: bool) -> Result<(), LabError> {
+        let port = format!("fdl{}v{i}", self.slot);
+        in_ns(
+            &self.lan,
+            &["ip", "link", "set", &port, if up { "up" } else { "down" }],
+        )?;
+        Ok(())
+    }
+
     /// The node namespace whose MAC is `mac`.
     pub fn node_by_mac(&self, mac: &str) -> Option<&LabNode> {
         self.nodes.iter().find(|n| n.mac.eq_ignore_ascii_case(mac))

@@ -203,20 +203,38 @@ pub async fn renew_once(
 
 /// Renews until `stop` flips; publishes the time of the last success on `last_ok`. Each
 /// request is bounded by the expiry: a renewal that slow is a failed one.
+///
+/// While `link_ok` is false (no usable interface: link down, carrier lost) the Lease is
+/// released and not renewed, so the others take over at once instead of leaving the addresses
+/// of a node that cannot answer for them unanswered.
 pub async fn renew_loop(
     api: Api<Lease>,
     node: String,
     timing: LeaseTiming,
     last_ok: watch::Sender<Option<Instant>>,
+    mut link_ok: watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(timing.renew);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut held = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            r = link_ok.changed() => {
+                if r.is_err() { break; }
+            }
             _ = stop.cancelled() => break,
+        }
+        if !*link_ok.borrow_and_update() {
+            if held {
+                warn!(node = %node, "no usable interface: releasing the speaker Lease");
+                last_ok.send_replace(None);
+                release(&api, &node).await;
+                held = false;
+            }
+            continue;
         }
         let started = Instant::now();
         match tokio::time::timeout(timing.expiry, renew_once(&api, &node, timing)).await {
@@ -225,6 +243,7 @@ pub async fn renew_loop(
                     info!(node = %node, "speaker Lease renewed again");
                     failing = false;
                 }
+                held = true;
                 last_ok.send_replace(Some(started));
             }
             Ok(Err(e)) => {

@@ -172,12 +172,14 @@ pub async fn run(
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let (last_ok_tx, mut last_ok) = watch::channel(None::<Instant>);
+    let (link_tx, link_rx) = watch::channel(!responder.interfaces().is_empty());
     let renew_stop = CancellationToken::new();
     let renewer = tokio::spawn(liveness::renew_loop(
         leases.clone(),
         config.node.clone(),
         config.timing,
         last_ok_tx,
+        link_rx,
         renew_stop.clone(),
     ));
 
@@ -221,6 +223,10 @@ pub async fn run(
             }
             _ = scan.tick() => {
                 let (opened, _) = responder.scan();
+                link_tx.send_if_modified(|ok| {
+                    let now_ok = !responder.interfaces().is_empty();
+                    std::mem::replace(ok, now_ok) != now_ok
+                });
                 if !opened.is_empty() {
                     // A new or returning link: announce what we own there too.
                     for ip in state.owned.keys() {
