@@ -409,6 +409,36 @@ async fn failover_on_kill_and_faster_on_graceful_stop_never_two_macs() {
     net.wait_answerer(v4, Some(&first), Duration::from_secs(20))
         .await;
 
+    // An IPv6 address the same node wins, and the client's neighbour cache holding the old
+    // MAC for both: the takeover's gratuitous ARP and unsolicited NA (Override) must rewrite
+    // those entries without the client asking.
+    let base: Ipv6Addr = net
+        .lab
+        .pool_v6()
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let v6 = (0..64u128)
+        .map(|k| Ipv6Addr::from(u128::from(base) + k))
+        .find(|a| winner((*a).into(), &NODES) == first)
+        .unwrap();
+    net.service_v6("web6", v6).await;
+    let client = net.lab.client.ns.clone();
+    let old_mac = net.mac(&first);
+    for (fam, ip) in [("-4", v4.to_string()), ("-6", v6.to_string())] {
+        net.lab
+            .exec(
+                &client,
+                &[
+                    "ip", fam, "neigh", "replace", &ip, "lladdr", &old_mac, "dev", "eth0", "nud",
+                    "stale",
+                ],
+            )
+            .unwrap();
+    }
+
     let probe = net.lab.probe(v4, Duration::from_millis(20)).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let killed_at = std::time::Instant::now();
@@ -417,6 +447,27 @@ async fn failover_on_kill_and_faster_on_graceful_stop_never_two_macs() {
     let second = winner(v4.into(), &rest);
     net.wait_answerer(v4, Some(&second), Duration::from_secs(10))
         .await;
+    let second6 = winner(v6.into(), &rest);
+    for (fam, ip, node) in [
+        ("-4", v4.to_string(), &second),
+        ("-6", v6.to_string(), &second6),
+    ] {
+        let want = net.mac(node);
+        let lab = &net.lab;
+        let client = client.clone();
+        eventually(
+            Duration::from_secs(5),
+            "the client's neighbour entry to follow",
+            || {
+                let out = lab
+                    .exec(&client, &["ip", fam, "neigh", "show", &ip, "dev", "eth0"])
+                    .unwrap_or_default();
+                let ok = out.to_ascii_lowercase().contains(&want);
+                async move { ok.then_some(()) }
+            },
+        )
+        .await;
+    }
     let f = lab::failover(
         &probe.replies(),
         &net.mac(&first),
