@@ -71,12 +71,25 @@ fn owned_groups(s: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Ingress rules of the nodes' security group (seeded by the front, tagged for the cluster).
+fn node_group_rules(s: &Value) -> Vec<String> {
+    s["security_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["name"] == "frontdesk-nodes")
+        .flat_map(|g| g["ingress"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r.as_str().map(String::from))
+        .collect()
+}
+
 /// Nothing of ours left in the front: no NLB, listener, target group or security group.
 fn empty(s: &Value) -> bool {
     len(s, "load_balancers") == 0
         && len(s, "listeners") == 0
         && len(s, "target_groups") == 0
         && owned_groups(s).is_empty()
+        && node_group_rules(s).is_empty()
 }
 
 async fn hostname(api: &Api<Service>, name: &str) -> Option<String> {
@@ -137,6 +150,19 @@ async fn aws_hostname_tags_backend_deltas_local_health_check_and_source_ranges()
         assert!(tags.contains(want), "tag {want} missing: {tags}");
     }
     assert_eq!(target_count(&w), Some(2), "{s:#}");
+
+    // The nodes' group lets the NLB's group in on the NodePort (traffic and health check).
+    let node_port = api.get(SVC).await.unwrap().spec.unwrap().ports.unwrap()[0]
+        .node_port
+        .unwrap();
+    let lb_sg = owned_groups(&s)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        node_group_rules(&s),
+        [format!(
+            "peer: {lb_sg}, TCP, from port: {node_port}, to port: {node_port}, ALLOW"
+        )],
+        "{s:#}"
+    );
 
     // A node joins: exactly one RegisterTargets, no full re-ensure.
     let since = last_seq(&w);
@@ -207,6 +233,18 @@ async fn aws_hostname_tags_backend_deltas_local_health_check_and_source_ranges()
             let lb_sgs = s["load_balancers"][0]["security_groups"].to_string();
             let id = owned.first()?["id"].as_str()?.to_string();
             (owned[0]["ingress"].to_string().contains("10.9.0.0/16") && lb_sgs.contains(&id))
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        WAIT,
+        "the node group opened to the health check port",
+        || async {
+            let rules = node_group_rules(&snapshot(&w));
+            rules
+                .iter()
+                .any(|r| r.contains(&format!("from port: {hcnp},")))
                 .then_some(())
         },
     )

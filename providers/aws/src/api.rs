@@ -103,9 +103,7 @@ pub(crate) struct Api {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsProviderError {
-    #[error(
-        "no AWS region: pass --aws-region or set AWS_REGION / AWS_DEFAULT_REGION"
-    )]
+    #[error("no AWS region: pass --aws-region or set AWS_REGION / AWS_DEFAULT_REGION")]
     NoRegion,
 }
 

@@ -107,7 +107,8 @@ pub struct SgRule {
     /// `tcp` or `udp`.
     pub protocol: String,
     pub port: u16,
-    pub cidr: String,
+    /// A CIDR, or the id (`sg-…`) of the security group the traffic comes from.
+    pub peer: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,7 +275,7 @@ impl Desired {
                         cidrs.iter().map(|c| SgRule {
                             protocol: (*p).to_string(),
                             port: tg.port,
-                            cidr: c.clone(),
+                            peer: c.clone(),
                         })
                     })
                 })

@@ -578,6 +578,46 @@ pub async fn deregister(
 
 // ---- EC2 ----
 
+/// The security groups of each instance (instances that no longer exist are left out).
+pub async fn instance_groups(
+    api: &Api,
+    ids: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
+    let mut out = BTreeMap::new();
+    // At most 200 filter values per call.
+    for chunk in ids.chunks(200) {
+        let mut token = None;
+        loop {
+            let page = api
+                .call(
+                    "DescribeInstances",
+                    api.ec2
+                        .describe_instances()
+                        .filters(filter("instance-id", chunk))
+                        .set_next_token(token.take())
+                        .send(),
+                )
+                .await?;
+            for inst in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = inst.instance_id() else {
+                    continue;
+                };
+                let groups = inst
+                    .security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(String::from))
+                    .collect();
+                out.insert(id.to_string(), groups);
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn filter(name: &str, values: &[String]) -> ec2t::Filter {
     ec2t::Filter::builder()
         .name(name)
@@ -619,6 +659,7 @@ pub struct OwnedSg {
     pub name: String,
     pub uid: Option<String>,
     pub rules: BTreeSet<SgRule>,
+    pub tags: BTreeMap<String, String>,
 }
 
 fn owned_sg(g: &ec2t::SecurityGroup) -> OwnedSg {
@@ -642,11 +683,12 @@ fn owned_sg(g: &ec2t::SecurityGroup) -> OwnedSg {
         }
         let v4 = p.ip_ranges().iter().filter_map(|r| r.cidr_ip());
         let v6 = p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6());
-        for cidr in v4.chain(v6) {
+        let groups = p.user_id_group_pairs().iter().filter_map(|g| g.group_id());
+        for peer in v4.chain(v6).chain(groups) {
             rules.insert(SgRule {
                 protocol: proto.to_string(),
                 port,
-                cidr: cidr.to_string(),
+                peer: peer.to_string(),
             });
         }
     }
@@ -655,6 +697,16 @@ fn owned_sg(g: &ec2t::SecurityGroup) -> OwnedSg {
         name: g.group_name().unwrap_or_default().to_string(),
         uid: tag(TAG_SERVICE_UID),
         rules,
+        tags: g
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
     }
 }
 
@@ -706,6 +758,9 @@ pub async fn create_sg(
         .ok_or_else(|| ProviderError::transient("CreateSecurityGroup: answer has no group id"))
 }
 
+/// Description of the node security group rules that let one NLB's security group in.
+pub const NODE_RULE_DESCRIPTION: &str = "frontdesk: NodePort traffic and health checks from an NLB";
+
 fn permissions(rules: &[SgRule]) -> Vec<ec2t::IpPermission> {
     rules
         .iter()
@@ -714,11 +769,17 @@ fn permissions(rules: &[SgRule]) -> Vec<ec2t::IpPermission> {
                 .ip_protocol(&r.protocol)
                 .from_port(i32::from(r.port))
                 .to_port(i32::from(r.port));
-            if r.cidr.contains(':') {
-                b.ipv6_ranges(ec2t::Ipv6Range::builder().cidr_ipv6(&r.cidr).build())
+            if r.peer.starts_with("sg-") {
+                let pair = ec2t::UserIdGroupPair::builder()
+                    .group_id(&r.peer)
+                    .description(NODE_RULE_DESCRIPTION)
+                    .build();
+                b.user_id_group_pairs(pair).build()
+            } else if r.peer.contains(':') {
+                b.ipv6_ranges(ec2t::Ipv6Range::builder().cidr_ipv6(&r.peer).build())
                     .build()
             } else {
-                b.ip_ranges(ec2t::IpRange::builder().cidr_ip(&r.cidr).build())
+                b.ip_ranges(ec2t::IpRange::builder().cidr_ip(&r.peer).build())
                     .build()
             }
         })

@@ -10,8 +10,8 @@ use frontdesk_core::provider::{
 
 use crate::desired::{self, Desired};
 use crate::elbv2::{self as e, Subnet};
-use crate::options;
 use crate::{AwsProvider, TgState};
+use crate::{node_sg, options};
 
 pub fn status_of(lb: &t::LoadBalancer) -> LoadBalancerStatus {
     LoadBalancerStatus {
@@ -196,6 +196,8 @@ impl AwsProvider {
                 replaced = true;
             }
         }
+        // The NLB's security group when frontdesk owns it (node group rules name it).
+        let mut owned_sg: Option<String> = None;
         let (lb, created) = match existing {
             Some(lb) => (lb, false),
             None => {
@@ -228,6 +230,7 @@ impl AwsProvider {
                     (None, Some(byo)) => byo.clone(),
                     (None, None) => Vec::new(),
                 };
+                owned_sg = d.sg_name.as_ref().and(sgs.first().cloned());
                 (e::create_lb(&self.api, d, &subnets, &sgs).await?, true)
             }
         };
@@ -240,6 +243,7 @@ impl AwsProvider {
                 (None, Some(byo)) => byo.clone(),
                 (None, None) => Vec::new(),
             };
+            owned_sg = d.sg_name.as_ref().and(want_sgs.first().cloned());
             let have: BTreeSet<&str> = lb.security_groups().iter().map(String::as_str).collect();
             let want: BTreeSet<&str> = want_sgs.iter().map(String::as_str).collect();
             if have != want && !want.is_empty() {
@@ -347,6 +351,13 @@ impl AwsProvider {
             );
         }
         self.remember(&d.lb_name, cache);
+
+        // Let the NLB's group into the node groups (NodePorts and health check port).
+        if let Some(sg) = &owned_sg {
+            let ids: Vec<String> = want.iter().cloned().collect();
+            let rules = node_sg::wanted(d, sg);
+            node_sg::converge(&self.api, &ids, &spec.cluster, sg, &rules).await?;
+        }
 
         let status = status_of(&lb);
         let active = lb.state().and_then(|s| s.code()) == Some(&t::LoadBalancerStateEnum::Active);

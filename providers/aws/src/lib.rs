@@ -23,6 +23,7 @@ mod api;
 mod desired;
 mod elbv2;
 mod ensure;
+mod node_sg;
 pub mod options;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -158,6 +159,8 @@ impl AwsProvider {
             )
             .await?;
             for g in found {
+                // AWS refuses to delete a group that a node group's rule still names.
+                node_sg::release(&self.api, &g.id).await?;
                 // DependencyViolation while the NLB's interfaces go away: Transient, retried.
                 elbv2::delete_sg(&self.api, &g.id).await?;
             }

@@ -96,6 +96,7 @@ pub(super) fn describe_groups(
         "vpc-id",
         "description",
         "owner-id",
+        "ip-permission.group-id",
     ];
     let mut found = Vec::new();
     for g in state.ec2.groups.values() {
@@ -104,14 +105,20 @@ pub(super) fn describe_groups(
         {
             continue;
         }
+        let mut fields = vec![
+            ("group-id", g.id.clone()),
+            ("group-name", g.name.clone()),
+            ("vpc-id", g.vpc.clone()),
+            ("description", g.description.clone()),
+            ("owner-id", env.config.account_id.clone()),
+        ];
+        // Groups that an ingress rule of this group names as its source.
+        fields.extend(g.ingress.iter().filter_map(|r| match &r.peer {
+            Peer::Group(id) => Some(("ip-permission.group-id", id.clone())),
+            _ => None,
+        }));
         let view = View {
-            fields: vec![
-                ("group-id", g.id.clone()),
-                ("group-name", g.name.clone()),
-                ("vpc-id", g.vpc.clone()),
-                ("description", g.description.clone()),
-                ("owner-id", env.config.account_id.clone()),
-            ],
+            fields,
             tags: &g.tags,
         };
         if matches(&view, &filters, &known)? {

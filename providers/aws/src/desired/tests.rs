@@ -193,7 +193,7 @@ fn security_group_rules_from_source_ranges() {
     let rules: Vec<(String, u16, String)> = d
         .sg_rules
         .iter()
-        .map(|r| (r.protocol.clone(), r.port, r.cidr.clone()))
+        .map(|r| (r.protocol.clone(), r.port, r.peer.clone()))
         .collect();
     assert_eq!(
         rules,
@@ -209,7 +209,7 @@ fn security_group_rules_from_source_ranges() {
     ];
     let d = Desired::from_spec(&s).unwrap();
     assert_eq!(d.sg_rules.len(), 6);
-    assert!(d.sg_rules.iter().all(|r| r.cidr != "0.0.0.0/0"));
+    assert!(d.sg_rules.iter().all(|r| r.peer != "0.0.0.0/0"));
 
     s.annotations
         .insert(options::SECURITY_GROUPS.into(), "sg-1".into());
