@@ -568,12 +568,30 @@ async fn announcements_follow_exclusion_local_endpoints_and_release() {
     net.move_endpoints("local", &["node-3"]).await;
     net.wait_answerer(l4, Some("node-3"), Duration::from_secs(10))
         .await;
-    // No endpoint at all: nobody answers.
+    // No endpoint at all: nobody answers, and the node that announced says why.
     net.move_endpoints("local", &[]).await;
     net.wait_answerer(l4, None, Duration::from_secs(10)).await;
+    let svcs: Api<Service> = Api::namespaced(net.world.client.clone(), "default");
+    eventually(
+        Duration::from_secs(10),
+        "condition False/NoEndpoints",
+        || {
+            let svcs = svcs.clone();
+            async move {
+                let s = svcs.get("local").await.ok()?;
+                let conds = s.status?.conditions?;
+                conds
+                    .iter()
+                    .any(|c| {
+                        c.type_ == "L2Announced" && c.status == "False" && c.reason == "NoEndpoints"
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
 
     // Released: the Service goes, so does the answer.
-    let svcs: Api<Service> = Api::namespaced(net.world.client.clone(), "default");
     svcs.delete("web", &DeleteParams::default()).await.unwrap();
     net.wait_answerer(v4, None, Duration::from_secs(15)).await;
     net.down().await;

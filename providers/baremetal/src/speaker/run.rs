@@ -271,8 +271,8 @@ struct Loop<'a> {
     announcer: Arc<Announcer>,
     metrics: Arc<SpeakerMetrics>,
     owned: OwnedMap,
-    /// Service key → node named in the condition we last wrote, and when.
-    written: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Service key → what we last wrote (`announce` or the withdrawal reason), and when.
+    written: Arc<Mutex<HashMap<String, (&'static str, Instant)>>>,
     self_ok: bool,
     /// Start of the current run of successful renewals.
     streak: Option<Instant>,
@@ -401,7 +401,23 @@ impl Loop<'_> {
                 self.burst(ip);
             }
         }
-        self.record_status(&services, &won);
+        // Services whose every address is unannounced, with the first reason.
+        let unannounced: BTreeMap<String, election::Reason> = views
+            .iter()
+            .filter_map(|v| {
+                let mut reason = None;
+                for ip in &v.ips {
+                    match election::decide(&cluster, v, *ip) {
+                        election::Decision::Announce { .. } => return None,
+                        election::Decision::NotAnnounced(r) => {
+                            reason.get_or_insert(r);
+                        }
+                    }
+                }
+                Some((v.key.clone(), reason?))
+            })
+            .collect();
+        self.record_status(&services, &won, &unannounced);
         let own_deadline = last_ok.map(|t| t + expiry).filter(|t| *t > now);
         let join_deadline = joined_at.filter(|t| *t > now);
         [next, own_deadline, join_deadline, held_until]
@@ -436,25 +452,50 @@ impl Loop<'_> {
     }
 
     /// Condition + Event on each Service we announce whose status names another node.
-    fn record_status(&self, services: &[Arc<Service>], won: &BTreeMap<IpAddr, election::Owned>) {
+    fn record_status(
+        &self,
+        services: &[Arc<Service>],
+        won: &BTreeMap<IpAddr, election::Owned>,
+        unannounced: &BTreeMap<String, election::Reason>,
+    ) {
         let keys: std::collections::BTreeSet<&String> =
             won.values().flat_map(|o| o.services.iter()).collect();
+        let me = &self.config.node;
         for svc in services {
             let key = view::service_key(svc);
-            if !keys.contains(&key) || status::says(svc, &self.config.node) {
+            let says_me = status::says(svc, me);
+            // Announcing and the Service names another node (or none): say it is us. Named
+            // by the Service but nobody announces it any more: say why.
+            let withdraw = says_me.then(|| unannounced.get(&key)).flatten().copied();
+            let announce = keys.contains(&key) && !says_me;
+            if !announce && withdraw.is_none() {
                 continue;
             }
+            let what = withdraw.map_or("announce", |r| r.as_str());
             {
+                // The same write again only once our cache had time to show the last one.
                 let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
-                if w.get(&key).is_some_and(|t| t.elapsed() < STATUS_SETTLE) {
+                if w.get(&key)
+                    .is_some_and(|(did, t)| *did == what && t.elapsed() < STATUS_SETTLE)
+                {
                     continue;
                 }
-                w.insert(key.clone(), Instant::now());
+                w.insert(key.clone(), (what, Instant::now()));
             }
-            let (announcer, svc) = (self.announcer.clone(), svc.clone());
+            let (announcer, svc, written) =
+                (self.announcer.clone(), svc.clone(), self.written.clone());
             tokio::spawn(async move {
-                if let Err(e) = announcer.record(&svc).await {
+                let result = match withdraw {
+                    Some(reason) => announcer.withdraw(&svc, reason.as_str()).await,
+                    None => announcer.record(&svc).await.map(|_| ()),
+                };
+                if let Err(e) = result {
                     warn!(service = %key, error = %e, "could not write the announcement condition");
+                    // Retry at the next election instead of after the settle time.
+                    written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                 }
             });
         }

@@ -45,6 +45,28 @@ pub fn condition_patch(svc: &Service, node: &str, now: Timestamp) -> Value {
     }]}})
 }
 
+/// The patch saying nobody announces the Service any more, and why (`NoPool`,
+/// `NoAdvertisement`, `NoEndpoints`, `NoEligibleNode`).
+pub fn withdrawn_patch(svc: &Service, reason: &str, now: Timestamp) -> Value {
+    json!({"status": {"conditions": [{
+        "type": CONDITION,
+        "status": "False",
+        "reason": reason,
+        "message": format!("not announced: {}", explain(reason)),
+        "lastTransitionTime": now.to_string(),
+        "observedGeneration": svc.metadata.generation.unwrap_or(0),
+    }]}})
+}
+
+fn explain(reason: &str) -> &'static str {
+    match reason {
+        "NoPool" => "the address is in no IPAddressPool",
+        "NoAdvertisement" => "no L2Advertisement covers the address's pool",
+        "NoEndpoints" => "no ready endpoint (for externalTrafficPolicy Local: on an eligible node)",
+        _ => "no node is selected by an L2Advertisement, included and running a live speaker",
+    }
+}
+
 pub struct Announcer {
     client: Client,
     events: Recorder,
@@ -57,6 +79,26 @@ impl Announcer {
             events: Recorder::new(client.clone(), node),
             client,
             node: node.to_string(),
+        }
+    }
+
+    /// This node's condition on a Service nobody announces any more: say why. (Only the node
+    /// the condition names writes this, so one speaker does.)
+    pub async fn withdraw(&self, svc: &Service, reason: &str) -> Result<(), kube::Error> {
+        let api: Api<Service> =
+            Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+        let patch = withdrawn_patch(svc, reason, Timestamp::now());
+        match api
+            .patch_status(
+                &svc.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -128,5 +170,27 @@ mod tests {
             .push(c);
         assert!(says(&svc, "node-1"));
         assert!(!says(&svc, "node-2"));
+    }
+
+    #[test]
+    fn withdrawal_says_why_for_every_reason() {
+        let svc = Service::default();
+        for (reason, words) in [
+            ("NoPool", "no IPAddressPool"),
+            ("NoAdvertisement", "no L2Advertisement"),
+            ("NoEndpoints", "no ready endpoint"),
+            ("NoEligibleNode", "live speaker"),
+        ] {
+            let p = withdrawn_patch(&svc, reason, Timestamp::UNIX_EPOCH);
+            let c = &p["status"]["conditions"][0];
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str()),
+                (Some("False"), Some(reason))
+            );
+            assert!(
+                c["message"].as_str().unwrap().contains(words),
+                "{reason}: {c}"
+            );
+        }
     }
 }
