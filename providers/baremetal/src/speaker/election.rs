@@ -66,6 +66,9 @@ pub struct ClusterView {
     pub ads: Vec<AdView>,
     /// Nodes whose speaker is alive (its Lease renewed recently).
     pub alive: BTreeSet<String>,
+    /// Interfaces each speaker can answer on (from its Lease); a node absent here counts as
+    /// having every interface.
+    pub interfaces: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Where an address is announced, or why not.
@@ -130,6 +133,13 @@ fn ad_covers_pool(ad: &AdView, pool: &PoolView) -> bool {
             .any(|s| selector_matches(s, &pool.labels))
 }
 
+/// Can `node` announce for `ad`: it has one of the ad's interfaces (when the ad names any).
+/// Unlike MetalLB, a node lacking the interface is not elected (and then silent).
+fn ad_reaches(ad: &AdView, ifaces: Option<&BTreeSet<String>>) -> bool {
+    ad.interfaces.is_empty()
+        || ifaces.is_none_or(|have| ad.interfaces.iter().any(|i| have.contains(i)))
+}
+
 fn ad_selects_node(ad: &AdView, node: &NodeView) -> bool {
     ad.node_selectors.is_empty()
         || ad
@@ -165,7 +175,9 @@ pub fn decide(cluster: &ClusterView, svc: &ServiceView, ip: IpAddr) -> Decision 
             !node.excluded
                 && !node.network_unavailable
                 && cluster.alive.contains(*name)
-                && ads.iter().any(|a| ad_selects_node(a, node))
+                && ads.iter().any(|a| {
+                    ad_selects_node(a, node) && ad_reaches(a, cluster.interfaces.get(*name))
+                })
         })
         .map(|(name, _)| name.as_str())
         .collect();

@@ -47,6 +47,7 @@ fn cluster() -> ClusterView {
             name: "all".into(),
             ..Default::default()
         }],
+        interfaces: BTreeMap::new(),
     }
 }
 
@@ -102,6 +103,8 @@ fn removing_a_non_winner_never_moves_an_address() {
         }
     }
 }
+
+const NODES3: [&str; 3] = ["node-1", "node-2", "node-3"];
 
 type Edit = Box<dyn Fn(&mut ClusterView, &mut ServiceView)>;
 
@@ -173,6 +176,26 @@ fn decisions_table() {
                 c.alive.remove(&w3);
             }),
             want: Ok(&["node-1", "node-2", "node-3"]),
+        },
+        Case {
+            name: "ad interface only on node-3",
+            edit: Box::new(|c, _| {
+                c.ads[0].interfaces = vec!["eth1".into()];
+                for (n, i) in [("node-1", "eth0"), ("node-2", "eth0"), ("node-3", "eth1")] {
+                    c.interfaces.insert(n.into(), [i.to_string()].into());
+                }
+            }),
+            want: Ok(&["node-3"]),
+        },
+        Case {
+            name: "ad interface nowhere",
+            edit: Box::new(|c, _| {
+                c.ads[0].interfaces = vec!["eth9".into()];
+                for n in NODES3 {
+                    c.interfaces.insert(n.into(), ["eth0".to_string()].into());
+                }
+            }),
+            want: Err(Reason::NoEligibleNode),
         },
         Case {
             name: "no speaker alive",

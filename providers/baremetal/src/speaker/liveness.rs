@@ -23,6 +23,9 @@ use tracing::{debug, info, warn};
 
 /// Label on every speaker Lease, so speakers watch only these.
 pub const SPEAKER_LEASE_LABEL: &str = "frontdesk.dev/speaker";
+/// Annotation on a speaker Lease: the interfaces it can answer on now (comma-separated), so
+/// the election never picks a node lacking an advertisement's interface.
+pub const INTERFACES_ANNOTATION: &str = "frontdesk.dev/interfaces";
 /// A renewal older than this (by the Lease's own `renewTime` against our wall clock) is stale
 /// when first seen: its speaker is long gone, even allowing for clock skew.
 const STALE_AT_FIRST_SIGHT: Duration = Duration::from_secs(10);
@@ -55,6 +58,8 @@ pub struct Observed {
     pub renew_time: Option<String>,
     /// How old `renewTime` is by our wall clock (negative skew counts as fresh).
     pub age: Option<Duration>,
+    /// The speaker's usable interfaces; `None` when it did not say (counts as any).
+    pub interfaces: Option<BTreeSet<String>>,
 }
 
 impl Observed {
@@ -70,6 +75,12 @@ impl Observed {
                 let span = wall_now.duration_since(t.0);
                 Duration::try_from(span).unwrap_or(Duration::ZERO)
             }),
+            interfaces: lease.annotations().get(INTERFACES_ANNOTATION).map(|v| {
+                v.split(',')
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }),
         }
     }
 }
@@ -78,6 +89,7 @@ impl Observed {
 struct Seen {
     renew_time: Option<String>,
     changed: Instant,
+    interfaces: Option<BTreeSet<String>>,
 }
 
 /// Which speakers are alive, from the Lease events this speaker has seen (pure).
@@ -97,6 +109,7 @@ impl Tracker {
         match self.seen.get_mut(lease) {
             Some((n, seen)) => {
                 *n = node;
+                seen.interfaces = o.interfaces.clone();
                 if seen.renew_time != o.renew_time {
                     seen.renew_time = o.renew_time.clone();
                     seen.changed = now;
@@ -109,6 +122,7 @@ impl Tracker {
                 let seen = Seen {
                     renew_time: o.renew_time.clone(),
                     changed: now,
+                    interfaces: o.interfaces.clone(),
                 };
                 self.seen.insert(lease.to_string(), (node, seen));
             }
@@ -126,6 +140,15 @@ impl Tracker {
             .values()
             .filter(|(_, s)| now.saturating_duration_since(s.changed) < expiry)
             .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The interfaces each speaker last said it can answer on (speakers that did not say
+    /// are absent: any interface).
+    pub fn interfaces(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.seen
+            .values()
+            .filter_map(|(n, s)| Some((n.clone(), s.interfaces.clone()?)))
             .collect()
     }
 
@@ -150,12 +173,13 @@ pub enum LeaseError {
     },
 }
 
-fn lease_body(node: &str, timing: LeaseTiming) -> Lease {
+fn lease_body(node: &str, timing: LeaseTiming, interfaces: &[String]) -> Lease {
     let secs = timing.expiry.as_secs_f64().ceil().max(1.0) as i32;
     let mut lease: Lease = serde_json::from_value(json!({
         "metadata": {
             "name": lease_name(node),
             "labels": {SPEAKER_LEASE_LABEL: "true"},
+            "annotations": {INTERFACES_ANNOTATION: interfaces.join(",")},
         },
         "spec": {"holderIdentity": node, "leaseDurationSeconds": secs},
     }))
@@ -172,16 +196,17 @@ pub async fn renew_once(
     api: &Api<Lease>,
     node: &str,
     timing: LeaseTiming,
+    interfaces: &[String],
 ) -> Result<(), LeaseError> {
     let name = lease_name(node);
-    let body = lease_body(node, timing);
+    let body = lease_body(node, timing, interfaces);
     let err = |source| LeaseError::Renew {
         namespace: api.namespace().unwrap_or_default().to_string(),
         name: name.clone(),
         source,
     };
     let patch = json!({
-        "metadata": {"labels": body.labels()},
+        "metadata": {"labels": body.labels(), "annotations": body.annotations()},
         "spec": body.spec,
     });
     match api
@@ -204,7 +229,8 @@ pub async fn renew_once(
 /// Renews until `stop` flips; publishes the time of the last success on `last_ok`. Each
 /// request is bounded by the expiry: a renewal that slow is a failed one.
 ///
-/// While `link_ok` is false (no usable interface: link down, carrier lost) the Lease is
+/// `links` are the usable interfaces (published on the Lease). While there is none (link
+/// down, carrier lost) the Lease is
 /// released and not renewed, so the others take over at once instead of leaving the addresses
 /// of a node that cannot answer for them unanswered.
 pub async fn renew_loop(
@@ -212,7 +238,7 @@ pub async fn renew_loop(
     node: String,
     timing: LeaseTiming,
     last_ok: watch::Sender<Option<Instant>>,
-    mut link_ok: watch::Receiver<bool>,
+    mut links: watch::Receiver<Vec<String>>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(timing.renew);
@@ -222,12 +248,13 @@ pub async fn renew_loop(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            r = link_ok.changed() => {
+            r = links.changed() => {
                 if r.is_err() { break; }
             }
             _ = stop.cancelled() => break,
         }
-        if !*link_ok.borrow_and_update() {
+        let ifaces = links.borrow_and_update().clone();
+        if ifaces.is_empty() {
             if held {
                 warn!(node = %node, "no usable interface: releasing the speaker Lease");
                 last_ok.send_replace(None);
@@ -237,7 +264,7 @@ pub async fn renew_loop(
             continue;
         }
         let started = Instant::now();
-        match tokio::time::timeout(timing.expiry, renew_once(&api, &node, timing)).await {
+        match tokio::time::timeout(timing.expiry, renew_once(&api, &node, timing, &ifaces)).await {
             Ok(Ok(())) => {
                 if failing {
                     info!(node = %node, "speaker Lease renewed again");
@@ -290,6 +317,7 @@ mod tests {
             holder: holder.map(str::to_string),
             renew_time: renew.map(str::to_string),
             age: Some(Duration::from_secs(age_s)),
+            interfaces: None,
         }
     }
 
@@ -369,6 +397,13 @@ mod tests {
                 renew: Duration::from_millis(300),
                 expiry: Duration::from_millis(1500),
             },
+            &["eth0".to_string(), "eth1".to_string()],
+        );
+        assert_eq!(l.annotations()[INTERFACES_ANNOTATION], "eth0,eth1");
+        let seen = Observed::from_lease(&l, Timestamp::now());
+        assert_eq!(
+            seen.interfaces,
+            Some(["eth0".to_string(), "eth1".to_string()].into())
         );
         assert_eq!(l.name_any(), "frontdesk-speaker-node-1");
         assert_eq!(l.labels()[SPEAKER_LEASE_LABEL], "true");

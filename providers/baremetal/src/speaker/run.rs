@@ -172,7 +172,7 @@ pub async fn run(
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let (last_ok_tx, mut last_ok) = watch::channel(None::<Instant>);
-    let (link_tx, link_rx) = watch::channel(!responder.interfaces().is_empty());
+    let (link_tx, link_rx) = watch::channel(responder.interfaces());
     let renew_stop = CancellationToken::new();
     let renewer = tokio::spawn(liveness::renew_loop(
         leases.clone(),
@@ -223,9 +223,9 @@ pub async fn run(
             }
             _ = scan.tick() => {
                 let (opened, _) = responder.scan();
-                link_tx.send_if_modified(|ok| {
-                    let now_ok = !responder.interfaces().is_empty();
-                    std::mem::replace(ok, now_ok) != now_ok
+                link_tx.send_if_modified(|links| {
+                    let now = responder.interfaces();
+                    std::mem::replace(links, now.clone()) != now
                 });
                 if !opened.is_empty() {
                     // A new or returning link: announce what we own there too.
@@ -314,10 +314,19 @@ impl Loop<'_> {
             }
             self.self_ok = self_ok;
         }
-        let (mut alive, next) = {
+        let (mut alive, next, mut interfaces) = {
             let t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-            (t.alive(now, expiry), t.next_expiry(now, expiry))
+            (
+                t.alive(now, expiry),
+                t.next_expiry(now, expiry),
+                t.interfaces(),
+            )
         };
+        // Our own interfaces as we know them now, not as our Lease said a moment ago.
+        interfaces.insert(
+            me.to_string(),
+            self.responder.interfaces().into_iter().collect(),
+        );
         if self_ok {
             alive.insert(me.to_string());
         } else {
@@ -347,6 +356,7 @@ impl Loop<'_> {
                 .map(|a| view::ad_view(a))
                 .collect(),
             alive,
+            interfaces,
         };
         let services = self.stores.services.state();
         let views = view::service_views(&services, &self.stores.slices.state());
