@@ -561,6 +561,20 @@ async fn announcements_follow_exclusion_local_endpoints_and_release() {
     net.wait_answerer(v4, Some(&first), Duration::from_secs(10))
         .await;
 
+    // An advertisement naming an interface no node has: nobody is elected, nobody answers.
+    // Naming the one they have: back to the winner.
+    let ads: Api<L2Advertisement> = Api::all(net.world.client.clone());
+    for (ifaces, want) in [(["eth1"], None), (["eth0"], Some(first.as_str()))] {
+        ads.patch(
+            "lab",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"interfaces": ifaces}})),
+        )
+        .await
+        .unwrap();
+        net.wait_answerer(v4, want, Duration::from_secs(10)).await;
+    }
+
     // Local: only a node with a ready endpoint; the announcement follows the endpoint.
     let l4 = net.service("local", true, &["node-2"]).await;
     net.wait_answerer(l4, Some("node-2"), Duration::from_secs(20))
