@@ -9,7 +9,8 @@ use frontdesk_core::provider::{
 };
 
 use crate::desired::{self, Desired};
-use crate::elbv2::{self as e, Subnet};
+use crate::ec2::{self, Subnet};
+use crate::elbv2 as e;
 use crate::{AwsProvider, TgState};
 use crate::{node_sg, options};
 
@@ -80,12 +81,12 @@ impl AwsProvider {
             let mut found = Vec::new();
             if !ids.is_empty() {
                 found.extend(
-                    e::subnets(&self.api, vec![e::subnet_filter("subnet-id", &ids)]).await?,
+                    ec2::subnets(&self.api, vec![ec2::subnet_filter("subnet-id", &ids)]).await?,
                 );
             }
             if !names.is_empty() {
                 found.extend(
-                    e::subnets(&self.api, vec![e::subnet_filter("tag:Name", &names)]).await?,
+                    ec2::subnets(&self.api, vec![ec2::subnet_filter("tag:Name", &names)]).await?,
                 );
             }
             for want in list {
@@ -103,11 +104,11 @@ impl AwsProvider {
             found.dedup_by(|a, b| a.id == b.id);
             return Ok(found);
         }
-        let mut filters = vec![e::subnet_filter("tag-key", &[role_tag(d).to_string()])];
+        let mut filters = vec![ec2::subnet_filter("tag-key", &[role_tag(d).to_string()])];
         if let Some(vpc) = &self.cfg.vpc_id {
-            filters.push(e::subnet_filter("vpc-id", std::slice::from_ref(vpc)));
+            filters.push(ec2::subnet_filter("vpc-id", std::slice::from_ref(vpc)));
         }
-        let picked = pick_subnets(e::subnets(&self.api, filters).await?, &spec.cluster);
+        let picked = pick_subnets(ec2::subnets(&self.api, filters).await?, &spec.cluster);
         if picked.is_empty() {
             return Err(ProviderError::invalid(
                 options::SUBNETS,
@@ -130,7 +131,7 @@ impl AwsProvider {
         name: &str,
         vpc: &str,
     ) -> Result<String, ProviderError> {
-        let found = e::security_groups(
+        let found = ec2::security_groups(
             &self.api,
             vec![
                 ("group-name", vec![name.to_string()]),
@@ -149,16 +150,16 @@ impl AwsProvider {
                 (g.id, g.rules)
             }
             None => (
-                e::create_sg(&self.api, name, vpc, &d.tags).await?,
+                ec2::create_sg(&self.api, name, vpc, &d.tags).await?,
                 BTreeSet::new(),
             ),
         };
         let (add, remove) = desired::delta(&current, &d.sg_rules);
         if !add.is_empty() {
-            e::authorize(&self.api, &id, &add).await?;
+            ec2::authorize(&self.api, &id, &add).await?;
         }
         if !remove.is_empty() {
-            e::revoke(&self.api, &id, &remove).await?;
+            ec2::revoke(&self.api, &id, &remove).await?;
         }
         Ok(id)
     }

@@ -21,6 +21,7 @@
 
 mod api;
 mod desired;
+mod ec2;
 mod elbv2;
 mod ensure;
 mod node_sg;
@@ -150,7 +151,7 @@ impl AwsProvider {
         }
         let sgs = named(KIND_SECURITY_GROUP);
         if !sgs.is_empty() {
-            let found = elbv2::security_groups(
+            let found = ec2::security_groups(
                 &self.api,
                 vec![
                     ("group-name", sgs),
@@ -162,7 +163,7 @@ impl AwsProvider {
                 // AWS refuses to delete a group that a node group's rule still names.
                 node_sg::release(&self.api, &g.id).await?;
                 // DependencyViolation while the NLB's interfaces go away: Transient, retried.
-                elbv2::delete_sg(&self.api, &g.id).await?;
+                ec2::delete_sg(&self.api, &g.id).await?;
             }
         }
         Ok(())
@@ -235,7 +236,7 @@ impl LoadBalancerProvider for AwsProvider {
             .filter_map(|lb| lb.load_balancer_arn().map(String::from))
             .collect();
         let tags = elbv2::tags_of(&self.api, &arns).await?;
-        let sgs = elbv2::security_groups(
+        let sgs = ec2::security_groups(
             &self.api,
             vec![(&format!("tag:{TAG_CLUSTER}"), vec![cluster.to_string()])],
         )

@@ -14,7 +14,7 @@ use frontdesk_core::provider::ProviderError;
 
 use crate::api::Api;
 use crate::desired::{Desired, SgRule, delta};
-use crate::elbv2 as e;
+use crate::ec2;
 
 /// The rules one NLB needs in each node group: every target group's NodePort per protocol,
 /// plus the health check port (health checks are TCP, HTTP or HTTPS: always TCP).
@@ -76,11 +76,11 @@ pub async fn converge(
     lb_sg: &str,
     want: &BTreeSet<SgRule>,
 ) -> Result<(), ProviderError> {
-    let by_instance = e::instance_groups(api, instances).await?;
+    let by_instance = ec2::instance_groups(api, instances).await?;
     let several = by_instance.values().any(|g| g.len() > 1);
     let tags = if several {
         let ids: BTreeSet<String> = by_instance.values().flatten().cloned().collect();
-        e::security_groups(api, vec![("group-id", ids.into_iter().collect())])
+        ec2::security_groups(api, vec![("group-id", ids.into_iter().collect())])
             .await?
             .into_iter()
             .map(|g| (g.id, g.tags))
@@ -89,7 +89,7 @@ pub async fn converge(
         BTreeMap::new()
     };
     let node_groups = pick_node_groups(&by_instance, &tags, cluster);
-    let referencing = e::security_groups(
+    let referencing = ec2::security_groups(
         api,
         vec![("ip-permission.group-id", vec![lb_sg.to_string()])],
     )
@@ -104,16 +104,16 @@ pub async fn converge(
     for group in &node_groups {
         let (add, remove) = delta(&current(group), want);
         if !add.is_empty() {
-            e::authorize(api, group, &add).await?;
+            ec2::authorize(api, group, &add).await?;
         }
         if !remove.is_empty() {
-            e::revoke(api, group, &remove).await?;
+            ec2::revoke(api, group, &remove).await?;
         }
     }
     for g in referencing.iter().filter(|g| !node_groups.contains(&g.id)) {
         let stale: Vec<SgRule> = current(&g.id).into_iter().collect();
         if !stale.is_empty() {
-            e::revoke(api, &g.id, &stale).await?;
+            ec2::revoke(api, &g.id, &stale).await?;
         }
     }
     Ok(())
@@ -121,7 +121,7 @@ pub async fn converge(
 
 /// Remove every rule that names `lb_sg` as its source (before `lb_sg` is deleted).
 pub async fn release(api: &Api, lb_sg: &str) -> Result<(), ProviderError> {
-    let referencing = e::security_groups(
+    let referencing = ec2::security_groups(
         api,
         vec![("ip-permission.group-id", vec![lb_sg.to_string()])],
     )
@@ -129,7 +129,7 @@ pub async fn release(api: &Api, lb_sg: &str) -> Result<(), ProviderError> {
     for g in referencing {
         let rules: Vec<SgRule> = g.rules.into_iter().filter(|r| r.peer == lb_sg).collect();
         if !rules.is_empty() {
-            e::revoke(api, &g.id, &rules).await?;
+            ec2::revoke(api, &g.id, &rules).await?;
         }
     }
     Ok(())
