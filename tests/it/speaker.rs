@@ -613,3 +613,35 @@ async fn announcements_follow_exclusion_local_endpoints_and_release() {
     net.wait_answerer(v4, None, Duration::from_secs(15)).await;
     net.down().await;
 }
+
+#[test]
+fn bad_speaker_flags_fail_naming_the_flag() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+            .arg("speaker")
+            .args(args)
+            .env_remove("NODE_NAME")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = run(&[
+        "--node-name",
+        "n1",
+        "--lease-renew-ms",
+        "300",
+        "--lease-expiry-ms",
+        "400",
+    ]);
+    assert!(
+        !ok && err.contains("--lease-expiry-ms") && err.contains("twice the renew period"),
+        "{err}"
+    );
+    let (ok, err) = run(&["--node-name", "", "--kubeconfig", "/nonexistent"]);
+    assert!(!ok && err.contains("--node-name"), "{err}");
+    let (ok, err) = run(&[]);
+    assert!(!ok && err.contains("--node-name"), "{err}");
+}
