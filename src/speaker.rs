@@ -23,7 +23,7 @@ pub struct SpeakerArgs {
     /// loopback and container/virtual ones (docker*, veth*, cali*, ...).
     #[arg(long, value_delimiter = ',')]
     pub interfaces: Vec<String>,
-    /// Where /metrics and /healthz listen; none without it.
+    /// Where /metrics, /healthz and /readyz listen; none without it.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
     /// How often this speaker renews its Lease, in milliseconds.
