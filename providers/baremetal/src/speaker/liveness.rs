@@ -100,24 +100,28 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A Lease was created or changed.
-    pub fn observe(&mut self, lease: &str, o: &Observed, now: Instant) {
+    /// A Lease was created or changed. True when that can change the election (a speaker
+    /// appeared, came back after expiring, left, or changed interfaces); a routine renewal
+    /// is false, so renewals alone never make anyone re-elect.
+    pub fn observe(&mut self, lease: &str, o: &Observed, now: Instant, expiry: Duration) -> bool {
         let Some(node) = o.holder.clone() else {
-            self.seen.remove(lease);
-            return;
+            return self.seen.remove(lease).is_some();
         };
         match self.seen.get_mut(lease) {
             Some((n, seen)) => {
+                let mut matters = *n != node || seen.interfaces != o.interfaces;
                 *n = node;
                 seen.interfaces = o.interfaces.clone();
                 if seen.renew_time != o.renew_time {
+                    matters |= now.saturating_duration_since(seen.changed) >= expiry;
                     seen.renew_time = o.renew_time.clone();
                     seen.changed = now;
                 }
+                matters
             }
             None => {
                 if o.age.is_some_and(|a| a > STALE_AT_FIRST_SIGHT) || o.renew_time.is_none() {
-                    return;
+                    return false;
                 }
                 let seen = Seen {
                     renew_time: o.renew_time.clone(),
@@ -125,13 +129,14 @@ impl Tracker {
                     interfaces: o.interfaces.clone(),
                 };
                 self.seen.insert(lease.to_string(), (node, seen));
+                true
             }
         }
     }
 
-    /// A Lease was deleted.
-    pub fn forget(&mut self, lease: &str) {
-        self.seen.remove(lease);
+    /// A Lease was deleted; true if it was known.
+    pub fn forget(&mut self, lease: &str) -> bool {
+        self.seen.remove(lease).is_some()
     }
 
     /// Nodes whose renewal was seen less than `expiry` ago.
@@ -327,46 +332,41 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut tr = Tracker::default();
-        // (step, lease, observation or None = deleted, at ms, alive afterwards at the same ms)
-        type Step = (&'static str, Option<Observed>, u64, &'static [&'static str]);
+        // (lease, observation or None = deleted, at ms, alive afterwards, matters to the
+        // election)
+        type Step = (
+            &'static str,
+            Option<Observed>,
+            u64,
+            &'static [&'static str],
+            bool,
+        );
+        let o = |n: Option<&str>, r: &str, age: u64| Some(obs(n, Some(r), age));
         let steps: Vec<Step> = vec![
-            ("l1", Some(obs(Some("n1"), Some("r1"), 0)), 0, &["n1"]),
-            ("l2", Some(obs(Some("n2"), Some("r1"), 0)), 0, &["n1", "n2"]),
+            ("l1", o(Some("n1"), "r1", 0), 0, &["n1"], true),
+            ("l2", o(Some("n2"), "r1", 0), 0, &["n1", "n2"], true),
             // Stale at first sight: ignored.
-            (
-                "l3",
-                Some(obs(Some("n3"), Some("r0"), 60)),
-                0,
-                &["n1", "n2"],
-            ),
-            // n1 renews at 800 ms; n2 does not.
-            (
-                "l1",
-                Some(obs(Some("n1"), Some("r2"), 0)),
-                800,
-                &["n1", "n2"],
-            ),
+            ("l3", o(Some("n3"), "r0", 60), 0, &["n1", "n2"], false),
+            // n1 renews at 800 ms (routine); n2 does not.
+            ("l1", o(Some("n1"), "r2", 0), 800, &["n1", "n2"], false),
             // Same renewTime again (a relist): not a renewal.
-            (
-                "l2",
-                Some(obs(Some("n2"), Some("r1"), 0)),
-                999,
-                &["n1", "n2"],
-            ),
-            ("l2", Some(obs(Some("n2"), Some("r1"), 0)), 1000, &["n1"]),
+            ("l2", o(Some("n2"), "r1", 0), 999, &["n1", "n2"], false),
+            ("l2", o(Some("n2"), "r1", 0), 1000, &["n1"], false),
             // n1 released (holder cleared).
-            ("l1", Some(obs(None, Some("r3"), 0)), 1200, &[]),
-            // n2 comes back, then its Lease is deleted.
-            ("l2", Some(obs(Some("n2"), Some("r9"), 0)), 1300, &["n2"]),
-            ("l2", None, 1400, &[]),
+            ("l1", o(None, "r3", 0), 1200, &[], true),
+            // n2 comes back after expiring (matters), then its Lease is deleted.
+            ("l2", o(Some("n2"), "r9", 0), 1300, &["n2"], true),
+            ("l2", None, 1400, &[], true),
+            ("l2", None, 1500, &[], false),
         ];
-        for (lease, o, at, want) in steps {
-            match &o {
-                Some(o) => tr.observe(lease, o, ms(at)),
+        for (lease, ob, at, want, matters) in steps {
+            let m = match &ob {
+                Some(ob) => tr.observe(lease, ob, ms(at), expiry),
                 None => tr.forget(lease),
-            }
+            };
             let got: Vec<String> = tr.alive(ms(at), expiry).into_iter().collect();
             assert_eq!(got, *want, "{lease} at {at} ms");
+            assert_eq!(m, matters, "{lease} at {at} ms: matters");
         }
     }
 
@@ -375,11 +375,12 @@ mod tests {
         let expiry = Duration::from_secs(1);
         let t0 = Instant::now();
         let mut tr = Tracker::default();
-        tr.observe("a", &obs(Some("a"), Some("1"), 0), t0);
+        tr.observe("a", &obs(Some("a"), Some("1"), 0), t0, expiry);
         tr.observe(
             "b",
             &obs(Some("b"), Some("1"), 0),
             t0 + Duration::from_millis(300),
+            expiry,
         );
         assert_eq!(tr.next_expiry(t0, expiry), Some(t0 + expiry));
         assert_eq!(

@@ -156,16 +156,20 @@ pub async fn run(
             let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
             let (store, writer) = reflector::store();
             let t = tracker.clone();
+            let (lease_wake, expiry) = (wake.clone(), config.timing.expiry);
             // The tracker needs each Lease event as it arrives (the time it was seen).
             let stream = watch_fn(api, all().labels(&format!("{SPEAKER_LEASE_LABEL}=true"))).map(
                 move |ev| {
                     if let Ok(ev) = &ev {
-                        observe(&t, ev);
+                        // Only membership changes re-elect; expiries come from deadlines.
+                        if observe(&t, ev, expiry) {
+                            lease_wake.notify_one();
+                        }
                     }
                     ev
                 },
             );
-            spawn_reflector(stream, writer, wake.clone(), "Lease");
+            spawn_reflector(stream, writer, Arc::new(Notify::new()), "Lease");
             store
         },
     };
@@ -250,16 +254,16 @@ pub async fn run(
     Ok(())
 }
 
-fn observe(tracker: &Mutex<Tracker>, ev: &Event<Lease>) {
+fn observe(tracker: &Mutex<Tracker>, ev: &Event<Lease>, expiry: Duration) -> bool {
     let now = Instant::now();
     let wall = Timestamp::now();
     let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
     match ev {
         Event::Apply(l) | Event::InitApply(l) => {
-            t.observe(&l.name_any(), &Observed::from_lease(l, wall), now)
+            t.observe(&l.name_any(), &Observed::from_lease(l, wall), now, expiry)
         }
         Event::Delete(l) => t.forget(&l.name_any()),
-        Event::Init | Event::InitDone => {}
+        Event::Init | Event::InitDone => false,
     }
 }
 
