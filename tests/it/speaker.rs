@@ -389,10 +389,12 @@ async fn the_elected_node_alone_answers_arp_ndp_and_tcp() {
     assert!(
         evs.iter()
             .any(|e| e.reason.as_deref() == Some("nodeAssigned")
+                && e.source.as_ref().and_then(|s| s.component.as_deref())
+                    == Some("frontdesk-speaker")
                 && e.message
                     .as_deref()
                     .is_some_and(|m| m.contains(&w4) || m.contains(&w6))),
-        "nodeAssigned event"
+        "nodeAssigned event from frontdesk-speaker"
     );
 
     // Metrics on the winner: requests answered, gratuitous sent, addresses owned.

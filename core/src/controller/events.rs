@@ -18,7 +18,9 @@ use tracing::{debug, warn};
 
 type EventKey = (String, String, String);
 
+/// The controller's event source; the speaker reports as [`SPEAKER_COMPONENT`].
 pub const COMPONENT: &str = "frontdesk-controller";
+pub const SPEAKER_COMPONENT: &str = "frontdesk-speaker";
 
 pub const ENSURING: &str = "EnsuringLoadBalancer";
 pub const ENSURED: &str = "EnsuredLoadBalancer";
@@ -51,15 +53,22 @@ const CACHE_LIMIT: usize = 20_000;
 pub struct Recorder {
     client: Client,
     host: String,
+    component: &'static str,
     /// (object uid, reason, message) -> (event name, count).
     seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {
     pub fn new(client: Client, host: &str) -> Self {
+        Self::for_component(client, host, COMPONENT)
+    }
+
+    /// A recorder whose Events name `component` as their source (`kubectl describe`'s From).
+    pub fn for_component(client: Client, host: &str, component: &'static str) -> Self {
         Self {
             client,
             host: host.to_string(),
+            component,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -109,10 +118,10 @@ impl Recorder {
             message: Some(message.to_string()),
             type_: Some(kind.as_str().to_string()),
             source: Some(EventSource {
-                component: Some(COMPONENT.to_string()),
+                component: Some(self.component.to_string()),
                 host: None,
             }),
-            reporting_component: Some(COMPONENT.to_string()),
+            reporting_component: Some(self.component.to_string()),
             reporting_instance: Some(self.host.clone()),
             count: Some(1),
             first_timestamp: Some(now.clone()),

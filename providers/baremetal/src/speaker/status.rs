@@ -8,7 +8,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
-use frontdesk_core::controller::events::{EventType, Recorder};
+use frontdesk_core::controller::events::{EventType, Recorder, SPEAKER_COMPONENT};
 
 /// Condition type on `Service.status.conditions`.
 pub const CONDITION: &str = "L2Announced";
@@ -76,7 +76,7 @@ pub struct Announcer {
 impl Announcer {
     pub fn new(client: Client, node: &str) -> Self {
         Self {
-            events: Recorder::new(client.clone(), node),
+            events: Recorder::for_component(client.clone(), node, SPEAKER_COMPONENT),
             client,
             node: node.to_string(),
         }
