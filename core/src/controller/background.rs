@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -19,13 +19,19 @@ use super::events::{self, EventType};
 use super::status::{self, DesiredCondition};
 use super::{Context, claims};
 use crate::metrics::ReconcileLabels;
-use crate::provider::{EnsureOutcome, ServiceKey};
+use crate::provider::{EnsureOutcome, ProviderError, ServiceKey};
 use crate::ratelimit::{PRIORITY, Priority};
 use crate::spec::{SpecInput, build_spec};
 
 /// How often node sync looks for load balancers still behind the current node set (retries
 /// of failed updates), even without a node event.
 const NODE_SYNC_RECHECK: Duration = Duration::from_secs(10);
+/// After a pass with failed updates the next one comes after this, doubling per failed pass
+/// up to `NODE_SYNC_RECHECK`: one stray 429 must not leave its load balancer behind for 10 s.
+const NODE_SYNC_RETRY: Duration = Duration::from_secs(1);
+/// Throttled updates are retried inside the pass this often (the budget was already
+/// penalised by `Retry-After`, so the retry waits for the cloud's bucket).
+const THROTTLED_ATTEMPTS: u32 = 3;
 
 fn count(ctx: &Context, action: &str, result: &str) {
     let labels = ReconcileLabels {
@@ -94,10 +100,18 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
         moved.clone(),
         stop.clone(),
     )));
+    let mut failed_passes: u32 = 0;
     loop {
+        let recheck = if failed_passes == 0 {
+            NODE_SYNC_RECHECK
+        } else {
+            NODE_SYNC_RETRY
+                .saturating_mul(1 << (failed_passes - 1).min(8))
+                .min(NODE_SYNC_RECHECK)
+        };
         tokio::select! {
             _ = moved.notified() => {}
-            _ = tokio::time::sleep(NODE_SYNC_RECHECK) => {}
+            _ = tokio::time::sleep(recheck) => {}
             _ = stop.cancelled() => return,
         }
         let version = ctx.backends.current().0;
@@ -109,22 +123,30 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
             .map(|(k, _)| k)
             .collect();
         if behind.is_empty() {
+            failed_passes = 0;
             continue;
         }
         let started = Instant::now();
+        let total = behind.len();
         let limit = Arc::new(Semaphore::new(ctx.config.concurrency as usize));
         let mut set = tokio::task::JoinSet::new();
         for key in behind {
             let (ctx, limit) = (ctx.clone(), limit.clone());
             set.spawn(PRIORITY.scope(Priority::Background, async move {
                 let Ok(_permit) = limit.acquire().await else {
-                    return;
+                    return true;
                 };
-                update_one(&ctx, &key).await;
+                update_one(&ctx, &key).await
             }));
         }
-        while set.join_next().await.is_some() {}
-        debug!(took = ?started.elapsed(), "node sync pass done");
+        let mut failed = 0usize;
+        while let Some(done) = set.join_next().await {
+            if !matches!(done, Ok(true)) {
+                failed += 1;
+            }
+        }
+        failed_passes = if failed == 0 { 0 } else { failed_passes + 1 };
+        debug!(took = ?started.elapsed(), total, failed, "node sync pass done");
     }
 }
 
@@ -145,8 +167,7 @@ async fn track_eligible(
             _ = tokio::time::sleep(NODE_SYNC_RECHECK) => {}
             _ = stop.cancelled() => return,
         }
-        let all: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
-        let (version, changed_now) = ctx.backends.update(crate::nodes::eligible_nodes(&all));
+        let (version, changed_now) = ctx.backends.update(eligible_from(&ctx.nodes));
         if changed_now {
             info!(
                 version,
@@ -158,13 +179,29 @@ async fn track_eligible(
     }
 }
 
-async fn update_one(ctx: &Context, key: &ServiceKey) {
+/// The eligible backends of the cached nodes, without copying every Node first (5,000 Node
+/// clones every pass was the biggest transient allocation of an idle controller).
+pub(super) fn eligible_from(nodes: &Store<Node>) -> Vec<crate::provider::BackendNode> {
+    let mut out: Vec<_> = nodes
+        .state()
+        .iter()
+        .flat_map(|n| crate::nodes::eligible_nodes(std::slice::from_ref(n.as_ref())))
+        .collect();
+    // The same order and uniqueness `eligible_nodes` gives a whole slice.
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// Bring one load balancer's backends to the current node set; false when the update failed
+/// (the pass loop then comes back sooner).
+async fn update_one(ctx: &Context, key: &ServiceKey) -> bool {
     let _guard = ctx.locks.lock(key).await;
     let Some(applied) = ctx.applied.get(key) else {
-        return;
+        return true;
     };
     if !applied.ready || applied.nodes_version == ctx.backends.current().0 {
-        return;
+        return true;
     }
     let Some(Current {
         svc,
@@ -173,9 +210,19 @@ async fn update_one(ctx: &Context, key: &ServiceKey) {
         nodes,
     }) = current(ctx, key, &applied)
     else {
-        return;
+        return true;
     };
-    match ctx.with_timeout(ctx.provider.update_backends(&spec)).await {
+    let mut attempt = 1;
+    let result = loop {
+        match ctx.with_timeout(ctx.provider.update_backends(&spec)).await {
+            Err(ProviderError::Throttled { .. }) if attempt < THROTTLED_ATTEMPTS => {
+                count(ctx, "node_sync", "Throttled");
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(()) => {
             ctx.applied.set_nodes_version(key, &applied.uid, version);
             count(ctx, "node_sync", "ok");
@@ -198,6 +245,7 @@ async fn update_one(ctx: &Context, key: &ServiceKey) {
                     )
                     .await;
             }
+            true
         }
         Err(e) => {
             count(ctx, "node_sync", e.class());
@@ -210,6 +258,7 @@ async fn update_one(ctx: &Context, key: &ServiceKey) {
                 .publish(&svc, EventType::Warning, events::UPDATE_FAILED, &message)
                 .await;
             warn!(service = %key, error = %e, "backend update failed; retrying on the next pass");
+            false
         }
     }
 }
@@ -372,5 +421,102 @@ pub(super) async fn queue_metrics(ctx: Arc<Context>, stop: CancellationToken) {
     loop {
         ctx.update_queue_metrics();
         tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.cancelled() => return }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Node, Service};
+    use kube::runtime::{reflector, watcher};
+    use serde_json::json;
+
+    use super::eligible_from;
+
+    fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels, "annotations": {"a": "b"}},
+            "spec": {"providerID": format!("mock://{name}"), "podCIDR": "10.0.0.0/24", "taints": taints},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.1.0.1"}],
+                       "images": [{"names": ["x"], "sizeBytes": 1}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn eligible_from_the_store_matches_eligible_nodes_of_a_slice() {
+        let nodes = vec![
+            node(
+                "b",
+                json!({"topology.kubernetes.io/zone": "z1", "kubernetes.io/os": "linux"}),
+                json!([]),
+            ),
+            node("a", json!({}), json!([])),
+            node(
+                "c",
+                json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"}),
+                json!([]),
+            ),
+            node(
+                "d",
+                json!({}),
+                json!([{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]),
+            ),
+        ];
+        let (store, mut writer) = reflector::store::<Node>();
+        for n in &nodes {
+            let mut slim = n.clone();
+            super::super::slim_node(&mut slim);
+            writer.apply_watcher_event(&watcher::Event::Apply(slim));
+        }
+        let from_store = eligible_from(&store);
+        assert_eq!(from_store, crate::nodes::eligible_nodes(&nodes));
+        let names: Vec<&str> = from_store.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(from_store[1].zone.as_deref(), Some("z1"));
+    }
+
+    #[test]
+    fn slim_node_keeps_only_what_eligibility_reads() {
+        let mut n = node(
+            "a",
+            json!({"topology.kubernetes.io/zone": "z1", "kubernetes.io/os": "linux"}),
+            json!([{"key": "other", "effect": "NoSchedule"}]),
+        );
+        super::super::slim_node(&mut n);
+        let labels = n.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels.len(), 1, "{labels:?}");
+        let spec = n.spec.as_ref().unwrap();
+        assert!(spec.pod_cidr.is_none() && spec.taints.as_ref().unwrap().is_empty());
+        assert_eq!(spec.provider_id.as_deref(), Some("mock://a"));
+        let status = n.status.as_ref().unwrap();
+        assert!(status.images.is_none() && status.addresses.is_some());
+        assert!(n.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn slim_service_strips_services_that_are_not_load_balancers() {
+        let svc = |type_: &str| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": "s", "namespace": "d", "uid": "u1", "labels": {"a": "b"},
+                             "annotations": {"frontdesk.dev/provisioning-record": "{}"}},
+                "spec": {"type": type_, "loadBalancerClass": "c", "selector": {"app": "x"},
+                         "ports": [{"port": 80}]},
+            }))
+            .unwrap()
+        };
+        let mut plain = svc("ClusterIP");
+        super::super::slim_service(&mut plain);
+        let spec = plain.spec.as_ref().unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.load_balancer_class.as_deref(), Some("c"));
+        assert!(spec.ports.is_none() && spec.selector.is_none());
+        assert!(plain.metadata.labels.is_none());
+        assert_eq!(plain.metadata.uid.as_deref(), Some("u1"));
+
+        let mut lb = svc("LoadBalancer");
+        super::super::slim_service(&mut lb);
+        assert!(lb.spec.as_ref().unwrap().ports.is_some());
+        assert!(lb.metadata.annotations.as_ref().unwrap().len() == 1);
     }
 }
