@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Service, ServiceSpec};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -151,11 +151,24 @@ pub fn claims(svc: &Service, config: &ControllerConfig) -> bool {
 }
 
 /// Strip what the controller never reads from cached Services (managedFields, the
-/// last-applied annotation), so 10,000 Services stay cheap to hold.
+/// last-applied annotation), so 10,000 Services stay cheap to hold. A Service that is not of
+/// type LoadBalancer keeps only its identity, type and class: the cache only has to say that
+/// it exists (sweep) and that it is not ours (claims); every reconcile reads the live object.
 fn slim_service(svc: &mut Service) {
     svc.metadata.managed_fields = None;
     if let Some(a) = svc.metadata.annotations.as_mut() {
         a.remove(crate::annotations::LAST_APPLIED);
+    }
+    let spec = svc.spec.get_or_insert_with(Default::default);
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        *spec = ServiceSpec {
+            type_: spec.type_.take(),
+            load_balancer_class: spec.load_balancer_class.take(),
+            ..ServiceSpec::default()
+        };
+        svc.metadata.labels = None;
+        svc.metadata.annotations = None;
+        svc.status = None;
     }
 }
 
@@ -163,6 +176,24 @@ fn slim_service(svc: &mut Service) {
 fn slim_node(node: &mut Node) {
     node.metadata.managed_fields = None;
     node.metadata.annotations = None;
+    // Labels: only the exclude label and the zone labels are ever read (crate::nodes).
+    if let Some(labels) = node.metadata.labels.as_mut() {
+        labels.retain(|k, _| {
+            k == crate::nodes::EXCLUDE_BALANCER_LABEL
+                || k == crate::nodes::ZONE_LABEL
+                || k == crate::nodes::LEGACY_ZONE_LABEL
+        });
+    }
+    if let Some(spec) = node.spec.as_mut() {
+        spec.pod_cidr = None;
+        spec.pod_cidrs = None;
+        spec.config_source = None;
+        spec.external_id = None;
+        // Only the autoscaler's removal taint matters for eligibility.
+        if let Some(taints) = spec.taints.as_mut() {
+            taints.retain(|t| t.key == crate::nodes::TAINT_TO_BE_DELETED);
+        }
+    }
     if let Some(status) = node.status.as_mut() {
         status.images = None;
         status.conditions = None;
@@ -313,8 +344,7 @@ async fn lead(
         _ = stop.cancelled() => return Ok(()),
     }
     let backends = Backends::default();
-    let all_nodes: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
-    backends.update(crate::nodes::eligible_nodes(&all_nodes));
+    backends.update(background::eligible_from(&nodes));
 
     let provider_salt = {
         use std::hash::{Hash, Hasher};
