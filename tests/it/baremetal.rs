@@ -1,7 +1,7 @@
 //! Bare-metal mode through the real controller against the sandbox: pools, claims, restarts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use frontdesk_core::provider::ProviderContext;
 use frontdesk_core::ratelimit::ApiBudget;
 use frontdesk_provider_baremetal::BareMetalProvider;
 use frontdesk_provider_baremetal::crd::{IPAddressClaim, IPAddressPool, IPAddressPoolSpec};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -17,7 +18,15 @@ use serde_json::json;
 
 use crate::support::*;
 
+fn trace() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 async fn bm_world(addresses: &[&str]) -> World {
+    trace();
     let world = World::start(1).await;
     frontdesk_provider_baremetal::install(&world.client, false)
         .await
@@ -63,6 +72,15 @@ fn lb_service(name: &str, annotations: &[(&str, &str)], port: i32) -> Service {
     .unwrap()
 }
 
+/// A LoadBalancer Service without a selector, for the bulk tests: the sandbox's endpoint
+/// simulator costs O(Services x EndpointSlices) per change, which at 1,000 selector Services
+/// dominates everything (the controller and the allocator do not read endpoints).
+fn bare_service(name: &str) -> Service {
+    let mut svc = lb_service(name, &[], 80);
+    svc.spec.as_mut().unwrap().selector = None;
+    svc
+}
+
 fn ips_of(svc: &Service) -> Vec<String> {
     svc.status
         .as_ref()
@@ -83,6 +101,87 @@ async fn wait_ip(client: &Client, name: &str) -> String {
         },
     )
     .await
+}
+
+async fn all_ips(client: &Client) -> HashMap<String, String> {
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|s| Some((s.name_any(), ips_of(s).into_iter().next()?)))
+        .collect()
+}
+
+/// `eventually` with a slower poll, for checks that list 1,000 Services: at 50 ms such a
+/// list (and its decoding, debug build) is most of the CPU the controller under test needs.
+async fn slowly<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Requests a client sent, by "VERB kind" (kind: the path's last collection segment).
+type CallLog = Arc<std::sync::Mutex<BTreeMap<String, u64>>>;
+
+async fn counting_client(world: &World) -> (Client, CallLog) {
+    let kc = kube::config::Kubeconfig::read_from(&world.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let log: CallLog = Arc::default();
+    let l = log.clone();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&tower::util::MapRequestLayer::new(
+            move |req: http::Request<kube::client::Body>| {
+                let path = req.uri().path();
+                let q = req.uri().query().unwrap_or("");
+                let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+                // .../<plural>[/<name>[/status]]
+                let (kind, named) = match segs.iter().rposition(|s| {
+                    [
+                        "services",
+                        "ipaddressclaims",
+                        "ipaddresspools",
+                        "events",
+                        "namespaces",
+                        "nodes",
+                        "leases",
+                    ]
+                    .contains(s)
+                }) {
+                    Some(i) => (segs[i], i + 1 < segs.len()),
+                    None => (path, false),
+                };
+                let verb = match (req.method().as_str(), named) {
+                    ("GET", _) if q.contains("watch=") => "WATCH",
+                    ("GET", false) => "LIST",
+                    ("GET", true) => "GET",
+                    (m, _) => m,
+                };
+                *l.lock()
+                    .unwrap()
+                    .entry(format!("{verb} {kind}"))
+                    .or_default() += 1;
+                req
+            },
+        ))
+        .build();
+    (client, log)
 }
 
 async fn claims(client: &Client) -> Vec<IPAddressClaim> {
@@ -213,5 +312,316 @@ async fn pool_deleted_while_in_use_waits_for_its_services() {
     })
     .await;
     ctl.stop().await;
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn requested_address_conflicts_and_sharing() {
+    let world = bm_world(&["192.0.2.0/28"]).await;
+    let ctl = start_bm(&world, world.client.clone()).await;
+    let api: Api<Service> = Api::namespaced(world.client.clone(), "default");
+    let mk = |name: &str, ann: &[(&str, &str)], port| lb_service(name, ann, port);
+    api.create(
+        &PostParams::default(),
+        &mk(
+            "first",
+            &[
+                ("metallb.io/loadBalancerIPs", "192.0.2.5"),
+                ("metallb.io/allow-shared-ip", "k"),
+            ],
+            80,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wait_ip(&world.client, "first").await, "192.0.2.5");
+    // Same key, other port: shares. Legacy key: works, with a deprecation Warning.
+    api.create(
+        &PostParams::default(),
+        &mk(
+            "sharer",
+            &[
+                ("metallb.universe.tf/loadBalancerIPs", "192.0.2.5"),
+                ("metallb.universe.tf/allow-shared-ip", "k"),
+            ],
+            443,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wait_ip(&world.client, "sharer").await, "192.0.2.5");
+    // Same port: refused, with a message naming the fix.
+    api.create(
+        &PostParams::default(),
+        &mk(
+            "clash",
+            &[
+                ("frontdesk.dev/load-balancer-ips", "192.0.2.5"),
+                ("metallb.io/allow-shared-ip", "k"),
+            ],
+            80,
+        ),
+    )
+    .await
+    .unwrap();
+    // Outside every pool.
+    api.create(
+        &PostParams::default(),
+        &mk(
+            "outside",
+            &[("metallb.io/loadBalancerIPs", "203.0.113.9")],
+            80,
+        ),
+    )
+    .await
+    .unwrap();
+    for (name, needle) in [
+        ("clash", "allow-shared-ip"),
+        ("outside", "not in any IPAddressPool"),
+    ] {
+        eventually(
+            Duration::from_secs(10),
+            &format!("AllocationFailed for {name}"),
+            || {
+                let w = &world;
+                let sel = format!("reason=AllocationFailed,involvedObject.name={name}");
+                async move {
+                    let out = w
+                        .kubectl_ok(&[
+                            "get",
+                            "events",
+                            "--field-selector",
+                            &sel,
+                            "-o",
+                            "jsonpath={.items[*].message}",
+                        ])
+                        .await;
+                    out.contains(needle).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let dep = world
+        .kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=DeprecatedAnnotation,involvedObject.name=sharer",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert!(!dep.trim().is_empty(), "no DeprecatedAnnotation event");
+    let all = claims(&world.client).await;
+    assert_eq!(all.len(), 1, "one claim for the shared address");
+    assert_eq!(all[0].spec.users.len(), 2);
+    // Releasing one user keeps the address for the other. And "clash", refused only because
+    // "first" held TCP/80, fits now: its retry (with backoff) joins the claim.
+    api.delete("first", &DeleteParams::default()).await.unwrap();
+    let users_of = |all: &[IPAddressClaim]| -> Vec<String> {
+        let mut u: Vec<String> = all
+            .iter()
+            .flat_map(|c| c.spec.users.iter().map(|u| u.name.clone()))
+            .collect();
+        u.sort();
+        u
+    };
+    eventually(Duration::from_secs(10), "first leaves the claim", || {
+        let c = world.client.clone();
+        async move {
+            let all = claims(&c).await;
+            let users = users_of(&all);
+            assert!(
+                users.contains(&"sharer".to_string()),
+                "sharer lost it: {users:?}"
+            );
+            (all.len() == 1 && !users.contains(&"first".to_string())).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(wait_ip(&world.client, "sharer").await, "192.0.2.5");
+    eventually(
+        Duration::from_secs(10),
+        "clash joins once TCP/80 is free",
+        || {
+            let c = world.client.clone();
+            async move {
+                let all = claims(&c).await;
+                (all.len() == 1 && users_of(&all) == ["clash", "sharer"]).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(wait_ip(&world.client, "clash").await, "192.0.2.5");
+    ctl.stop().await;
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_controllers_racing_never_hand_out_one_address_twice() {
+    let world = bm_world(&["192.0.2.0/26"]).await;
+    let api: Api<Service> = Api::namespaced(world.client.clone(), "default");
+    // Two controllers (classes a and b), each with its own memory, both starting at the
+    // pool's first address: only the claims keep them from handing out one address twice.
+    for i in 0..40 {
+        let mut svc = bare_service(&format!("s{i}"));
+        let class = if i % 2 == 0 {
+            "example.com/a"
+        } else {
+            "example.com/b"
+        };
+        svc.spec.as_mut().unwrap().load_balancer_class = Some(class.to_string());
+        api.create(&PostParams::default(), &svc).await.unwrap();
+    }
+    let start = |class: &'static str| {
+        let w = &world;
+        async move {
+            let client = client_for(&w.kubeconfig).await;
+            let metrics = Arc::new(Metrics::new());
+            let ctx = ProviderContext::new(Arc::new(ApiBudget::unlimited()), metrics.clone());
+            let provider = BareMetalProvider::new(client.clone(), ctx);
+            let mut config = test_config();
+            config.load_balancer_class = Some(class.to_string());
+            config.claim_unclassed = false;
+            // Distinct cluster names: with one name, each controller takes the other's
+            // Services (a record of "its" cluster, a class not its own) for ones it must clean
+            // up, and releases their addresses.
+            config.cluster_name = format!("test-{}", &class[class.len() - 1..]);
+            start_controller_with(client, provider, config, metrics).await
+        }
+    };
+    let (a, b) = tokio::join!(start("example.com/a"), start("example.com/b"));
+    let ips = eventually(Duration::from_secs(20), "40 addresses", || {
+        let c = world.client.clone();
+        async move {
+            let ips = all_ips(&c).await;
+            (ips.len() == 40).then_some(ips)
+        }
+    })
+    .await;
+    let unique: HashSet<&String> = ips.values().collect();
+    assert_eq!(unique.len(), 40, "duplicate addresses: {ips:?}");
+    let held: HashSet<String> = claims(&world.client)
+        .await
+        .iter()
+        .map(|c| c.spec.address.clone())
+        .collect();
+    assert_eq!(
+        held,
+        ips.values().cloned().collect(),
+        "every published address is claimed once"
+    );
+    // They really raced: some create met the other's claim (AlreadyExists, counted Conflict).
+    let mut conflicts = 0;
+    for ctl in [&a, &b] {
+        let text = reqwest::get(&ctl.metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        conflicts += text
+            .lines()
+            .filter(|l| {
+                l.contains("operation=\"CreateClaim\"") && l.contains("result=\"Conflict\"")
+            })
+            .count();
+    }
+    assert!(
+        conflicts > 0,
+        "the controllers never collided; the test proves nothing"
+    );
+    a.stop().await;
+    b.stop().await;
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_in_the_middle_of_1000_allocations() {
+    let world = bm_world(&["10.20.0.0/22"]).await;
+    let api: Api<Service> = Api::namespaced(world.client.clone(), "default");
+    let t0 = std::time::Instant::now();
+    futures::stream::iter(0..1000)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &bare_service(&format!("r{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    eprintln!("created 1000 Services in {:?}", t0.elapsed());
+    let (c1, log1) = counting_client(&world).await;
+    let first = start_bm(&world, c1).await;
+    // Cheap progress probe: the claim count (a one-item page says how many remain); a full
+    // list of 1,000 Services every poll costs more CPU than the allocations being watched.
+    slowly(Duration::from_secs(30), "300 claims", || {
+        let api: Api<IPAddressClaim> = Api::all(world.client.clone());
+        async move {
+            let page = api.list(&ListParams::default().limit(1)).await.ok()?;
+            let n = page.items.len() as i64 + page.metadata.remaining_item_count.unwrap_or(0);
+            (n >= 300).then_some(())
+        }
+    })
+    .await;
+    eprintln!("300 addresses after {:?}", t0.elapsed());
+    first.kill();
+    eprintln!("calls of the first controller: {:?}", log1.lock().unwrap());
+    let before = all_ips(&world.client).await;
+    assert!(
+        before.len() < 1000,
+        "finished before the restart; the test proves nothing"
+    );
+    let (c2, log2) = counting_client(&world).await;
+    let second = start_bm(&world, c2).await;
+    slowly(Duration::from_secs(60), "1000 claims", || {
+        let api: Api<IPAddressClaim> = Api::all(world.client.clone());
+        async move {
+            let page = api.list(&ListParams::default().limit(1)).await.ok()?;
+            let n = page.items.len() as i64 + page.metadata.remaining_item_count.unwrap_or(0);
+            (n >= 1000).then_some(())
+        }
+    })
+    .await;
+    let after = slowly(Duration::from_secs(30), "1000 addresses", || {
+        let c = world.client.clone();
+        async move {
+            let ips = all_ips(&c).await;
+            (ips.len() == 1000).then_some(ips)
+        }
+    })
+    .await;
+    for (name, ip) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(ip),
+            "{name} lost its address across the restart"
+        );
+    }
+    eprintln!(
+        "1000 after {:?}; calls of the second controller: {:?}",
+        t0.elapsed(),
+        log2.lock().unwrap()
+    );
+    // No list of claims per allocation (each one scans every claim on the API server): one
+    // load at start, then the pool status pass every 2 s.
+    for (who, log) in [("first", &log1), ("second", &log2)] {
+        let lists = log
+            .lock()
+            .unwrap()
+            .get("LIST ipaddressclaims")
+            .copied()
+            .unwrap_or(0);
+        assert!(lists <= 40, "{who} controller listed claims {lists} times");
+    }
+    let unique: HashSet<&String> = after.values().collect();
+    assert_eq!(unique.len(), 1000, "duplicate addresses");
+    let held = claims(&world.client).await;
+    assert_eq!(held.len(), 1000, "one claim per address, none leaked");
+    second.stop().await;
     world.shutdown().await;
 }

@@ -255,8 +255,15 @@ async fn apply(
             patch_status(api, svc, None, Some(&cond), false).await?;
             warn!(service = %key, error = %e, "ensure failed");
             match e {
-                // The user must change the Service; retrying now would fail the same way.
-                ProviderError::InvalidSpec { .. } => Ok(Action::await_change()),
+                // The user must change the Service (or something it depends on: a pool, an
+                // address another Service holds); retrying now would fail the same way. The
+                // backoff entry matters: without it the wake-up from our own status patch re-ran
+                // ensure at once (Provisioning, failed, Provisioning, ... every ~200 ms). With it
+                // the same spec is tried again only after its backoff; a new spec at once.
+                ProviderError::InvalidSpec { .. } => {
+                    ctx.backoffs.next_delay(&key, fingerprint);
+                    Ok(Action::await_change())
+                }
                 ProviderError::Throttled {
                     retry_after: Some(after),
                     ..

@@ -195,6 +195,10 @@ pub struct Allocator {
     used: HashMap<IpAddr, Holding>,
     by_key: HashMap<String, BTreeSet<IpAddr>>,
     by_uid: HashMap<String, BTreeSet<IpAddr>>,
+    /// Addresses chosen by a reconcile whose claim create is still in flight: taken for
+    /// choosing, but nobody's holding (a failed create must not leave a Service "holding" an
+    /// address that no claim backs, which is how one address once reached two Services).
+    pending: HashSet<IpAddr>,
 }
 
 impl Allocator {
@@ -239,6 +243,16 @@ impl Allocator {
 
     pub fn used_count(&self) -> usize {
         self.used.len()
+    }
+
+    /// Mark `ip` as being claimed right now (see `pending`); false when it already was.
+    pub fn reserve(&mut self, ip: IpAddr) -> bool {
+        self.pending.insert(ip)
+    }
+
+    /// The create for `ip` finished (either way).
+    pub fn unreserve(&mut self, ip: IpAddr) {
+        self.pending.remove(&ip);
     }
 
     /// Record (or replace) a claim.
@@ -449,6 +463,11 @@ impl Allocator {
                 by: "another controller's claim".into(),
                 why: String::new(),
             }),
+            None if self.pending.contains(&ip) => Err(AllocError::Taken {
+                ip,
+                by: "an allocation in progress".into(),
+                why: String::new(),
+            }),
             None => Ok(Choice {
                 ip,
                 pool: pool.name.clone(),
@@ -527,7 +546,11 @@ impl Allocator {
         let mut steps: u128 = 0;
         while steps < total {
             let ip = from_u128(family, n);
-            if !self.used.contains_key(&ip) && !skip.contains(&ip) && state.def.usable(ip) {
+            if !self.used.contains_key(&ip)
+                && !self.pending.contains(&ip)
+                && !skip.contains(&ip)
+                && state.def.usable(ip)
+            {
                 found = Some(ip);
             }
             // Advance (wrapping to the next range, then the first).

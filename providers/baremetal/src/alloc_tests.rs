@@ -433,3 +433,36 @@ fn skip_set_moves_past_addresses_taken_elsewhere() {
         Err(AllocError::Taken { .. })
     ));
 }
+
+/// A reservation (claim create in flight) keeps other choosers off the address but is nobody's
+/// holding: when the create fails, the Service must not find itself "holding" an address no
+/// claim backs (that is how two Services once published one address).
+#[test]
+fn reservation_is_not_a_holding() {
+    let mut a = alloc_with(vec![pool("p", &["192.0.2.0/30"])]);
+    let r1 = req("u1");
+    let c = a
+        .choose(&r1, IpFamily::IPv4, None, None, &HashSet::new())
+        .unwrap();
+    assert!(a.reserve(c.ip));
+    assert!(!a.reserve(c.ip), "second reservation of one address");
+    assert!(a.held_by("u1").is_empty(), "a reservation is not held");
+    assert_eq!(a.counts("p").assigned_v4, 0);
+    let other = a
+        .choose(&req("u2"), IpFamily::IPv4, None, None, &HashSet::new())
+        .unwrap();
+    assert_ne!(other.ip, c.ip, "reserved address handed out again");
+    let mut want = req("u3");
+    want.requested_ips = vec![c.ip];
+    let e = a
+        .choose(&want, IpFamily::IPv4, Some(c.ip), None, &HashSet::new())
+        .unwrap_err();
+    assert!(matches!(e, AllocError::Taken { .. }), "{e:?}");
+    // The create failed: the address is free again, for anyone.
+    a.unreserve(c.ip);
+    assert!(a.held_by("u1").is_empty());
+    assert!(
+        a.choose(&want, IpFamily::IPv4, Some(c.ip), None, &HashSet::new())
+            .is_ok()
+    );
+}

@@ -27,10 +27,19 @@ where
 
 /// A pool whose addresses are claimed carries our finalizer, so deleting it waits until the
 /// last Service has released its address (the pool's `AddressesInUse` condition says who).
+///
+/// The patch carries the resourceVersion read, and the pool's status is written every few
+/// seconds (and by other replicas): a 409 here is routine, so read again and retry instead of
+/// failing the Service's whole allocation.
 pub async fn add_pool_finalizer(p: &BareMetalProvider, pool: &str) -> Result<(), ProviderError> {
     let api: Api<IPAddressPool> = Api::all(p.client.clone());
-    let obj = call(&p.ctx, "GetPool", api.get(pool)).await?;
-    if !obj.finalizers().iter().any(|f| f == POOL_FINALIZER) {
+    let mut last = None;
+    for _ in 0..8 {
+        let obj = call(&p.ctx, "GetPool", api.get(pool)).await?;
+        if obj.finalizers().iter().any(|f| f == POOL_FINALIZER) {
+            last = None;
+            break;
+        }
         if obj.meta().deletion_timestamp.is_some() {
             return Err(ProviderError::transient(format!(
                 "pool {pool} is being deleted; choosing another"
@@ -40,12 +49,23 @@ pub async fn add_pool_finalizer(p: &BareMetalProvider, pool: &str) -> Result<(),
         finalizers.push(POOL_FINALIZER.to_string());
         let patch = json!({"metadata": {"finalizers": finalizers,
                                         "resourceVersion": obj.resource_version()}});
-        call(
+        match call(
             &p.ctx,
             "PatchPool",
             api.patch(pool, &PatchParams::default(), &Patch::Merge(&patch)),
         )
-        .await?;
+        .await
+        {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e @ ProviderError::Conflict(_)) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = last {
+        return Err(e);
     }
     p.state.lock().await.finalized.insert(pool.to_string());
     Ok(())

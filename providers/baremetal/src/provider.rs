@@ -36,6 +36,8 @@ pub const PROVIDER: &str = "baremetal";
 pub const RECORD_KIND: &str = "ipclaims";
 /// How long a pool list is trusted before `ensure` lists again.
 const POOLS_TTL: Duration = Duration::from_secs(2);
+/// Minimum time between two full claim lists after failed choices (see `resync`).
+const CLAIMS_RELOAD: Duration = Duration::from_secs(10);
 /// Candidates tried before giving up on one family (each failure is an address someone else
 /// claimed between our look and our create).
 const MAX_ATTEMPTS: usize = 64;
@@ -43,6 +45,8 @@ const MAX_ATTEMPTS: usize = 64;
 pub(crate) struct State {
     pub alloc: Allocator,
     pub loaded: bool,
+    /// When every claim was last listed (the index rebuilt from the API).
+    pub loaded_at: Option<tokio::time::Instant>,
     pub pools_at: Option<tokio::time::Instant>,
     /// Pools known to carry our finalizer.
     pub finalized: HashSet<String>,
@@ -54,6 +58,9 @@ pub struct BareMetalProvider {
     pub(crate) client: Client,
     pub(crate) ctx: ProviderContext,
     pub(crate) state: Mutex<State>,
+    /// One refresh at a time: at start-up every concurrent reconcile found the index unloaded
+    /// and each listed every claim (32 full lists instead of one).
+    refresh_lock: Mutex<()>,
     recorder: Recorder,
     status_loop: Option<tokio::task::AbortHandle>,
 }
@@ -81,9 +88,11 @@ impl BareMetalProvider {
             recorder: Recorder::new(client.clone(), "frontdesk-baremetal"),
             client,
             ctx,
+            refresh_lock: Mutex::new(()),
             state: Mutex::new(State {
                 alloc: Allocator::default(),
                 loaded: false,
+                loaded_at: None,
                 pools_at: None,
                 finalized: HashSet::new(),
                 ns_selectors: false,
@@ -98,9 +107,13 @@ impl BareMetalProvider {
 
     /// Load pools (when stale or `force`) and, the first time, every claim.
     async fn refresh(&self, force: bool) -> Result<(), ProviderError> {
+        let started = tokio::time::Instant::now();
+        let _one = self.refresh_lock.lock().await;
         let stale = {
             let st = self.state.lock().await;
-            force || !st.loaded || st.pools_at.is_none_or(|t| t.elapsed() > POOLS_TTL)
+            // A forced refresh that waited for one which started after it asked is done.
+            let fresh = st.pools_at.is_some_and(|t| t >= started);
+            (force && !fresh) || !st.loaded || st.pools_at.is_none_or(|t| t.elapsed() > POOLS_TTL)
         };
         if !stale {
             return Ok(());
@@ -144,6 +157,7 @@ impl BareMetalProvider {
                 }
             }
             st.loaded = true;
+            st.loaded_at = Some(tokio::time::Instant::now());
             info!(
                 claims = st.alloc.used_count(),
                 "bare-metal allocator loaded"
@@ -230,25 +244,53 @@ impl BareMetalProvider {
         Ok((req, svc, ann.warnings))
     }
 
-    /// The addresses this Service holds now: the index, or (when the index knows none, e.g. a
-    /// claim made by another replica) the API, which is authoritative.
-    async fn held(&self, uid: &str) -> Result<Vec<IpAddr>, ProviderError> {
-        let known = self.state.lock().await.alloc.held_by(uid);
-        if !known.is_empty() {
-            return Ok(known);
-        }
-        let lp = ListParams::default().labels(&format!("{SERVICE_UID_LABEL_PREFIX}{uid}"));
-        let list = ops::call(&self.ctx, "ListClaims", self.claims_api().list(&lp)).await?;
-        let mut st = self.state.lock().await;
-        for c in &list.items {
-            if let Some((ip, h)) = holding_of(c) {
-                st.alloc.hold(ip, h);
+    /// The addresses this Service holds now: what the index knows, plus any address the
+    /// Service publishes that the index does not (a claim another replica made): that claim
+    /// is read by name, one GET, and believed only if it names this Service.
+    ///
+    /// No list here: the index holds every claim that existed when it was loaded and every
+    /// claim this process made since, and a claim someone else made shows up as AlreadyExists
+    /// on create. A labelled list per Service (as before) made each allocation scan every claim
+    /// on the API server: O(N) per Service, O(N^2) for a burst.
+    async fn held(&self, uid: &str, svc: &Service) -> Result<Vec<IpAddr>, ProviderError> {
+        let published: Vec<IpAddr> = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|i| {
+                i.iter()
+                    .filter_map(|x| x.ip.as_deref()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unknown: Vec<IpAddr> = {
+            let st = self.state.lock().await;
+            published
+                .into_iter()
+                .filter(|ip| {
+                    st.alloc
+                        .holding(*ip)
+                        .is_none_or(|h| !h.users.iter().any(|u| u.uid == uid))
+                })
+                .collect()
+        };
+        for ip in unknown {
+            let name = crate::crd::claim_name(ip);
+            match ops::call(&self.ctx, "GetClaim", self.claims_api().get(&name)).await {
+                Ok(c) => {
+                    if let Some((ip, h)) = holding_of(&c) {
+                        self.state.lock().await.alloc.hold(ip, h);
+                    }
+                }
+                Err(ProviderError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(st.alloc.held_by(uid))
+        Ok(self.state.lock().await.alloc.held_by(uid))
     }
 
-    /// Choose and claim one address of `family`; returns it and whether it is new.
+    /// Choose and claim one address of `family`.
     async fn claim_one(
         &self,
         cluster: &str,
@@ -264,24 +306,16 @@ impl BareMetalProvider {
                 let mut st = self.state.lock().await;
                 match st.alloc.choose(req, family, want, prefer_pool, &skip) {
                     Ok(c) => {
-                        if !c.shared {
-                            // Reserve in memory so concurrent reconciles pick other addresses.
-                            st.alloc.hold(
-                                c.ip,
-                                Holding {
-                                    pool: c.pool.clone(),
-                                    sharing_key: req.sharing_key.clone(),
-                                    users: vec![User::of(req)],
-                                },
-                            );
-                        }
+                        // Keep concurrent reconciles off this address until the create is
+                        // answered; a reservation is never mistaken for a holding.
+                        let reserved = !c.shared && st.alloc.reserve(c.ip);
                         let finalized = st.finalized.contains(&c.pool);
-                        Ok((c, finalized))
+                        Ok((c, finalized, reserved))
                     }
                     Err(e) => Err(e),
                 }
             };
-            let (choice, finalized) = match chosen {
+            let (choice, finalized, reserved) = match chosen {
                 Ok(x) => x,
                 // Our view may be stale (a pool just created, a claim released elsewhere):
                 // look again once before failing.
@@ -292,58 +326,14 @@ impl BareMetalProvider {
                 }
                 Err(e) => return Err(alloc_error(e)),
             };
-            if !finalized {
-                ops::add_pool_finalizer(self, &choice.pool).await?;
+            let outcome = self.try_choice(cluster, req, &choice, finalized).await;
+            if reserved {
+                self.state.lock().await.alloc.unreserve(choice.ip);
             }
-            if choice.shared {
-                match ops::join_claim(self, choice.ip, req).await {
-                    Ok(true) => return Ok(choice.ip),
-                    Ok(false) => {
-                        skip.insert(choice.ip);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let holding = Holding {
-                pool: choice.pool.clone(),
-                sharing_key: req.sharing_key.clone(),
-                users: vec![User::of(req)],
-            };
-            let obj = claim_object(cluster, choice.ip, &holding);
-            // A 409 on create is AlreadyExists; counted as `Conflict` in the call metrics.
-            let res = ops::call(
-                &self.ctx,
-                "CreateClaim",
-                self.claims_api().create(&PostParams::default(), &obj),
-            )
-            .await;
-            match res {
-                Ok(_) => {
-                    info!(ip = %choice.ip, pool = %choice.pool, service = %req.namespace, name = %req.name, "address claimed");
-                    return Ok(choice.ip);
-                }
-                Err(ProviderError::Conflict(_)) => {
-                    debug!(ip = %choice.ip, "address already claimed elsewhere; trying the next");
-                    // Learn the real holder (it may be shareable, or even us from a past run).
-                    self.state.lock().await.alloc.release(choice.ip);
+            match outcome? {
+                Some(ip) => return Ok(ip),
+                None => {
                     skip.insert(choice.ip);
-                    let name = crate::crd::claim_name(choice.ip);
-                    if let Ok(c) =
-                        ops::call(&self.ctx, "GetClaim", self.claims_api().get(&name)).await
-                        && let Some((ip, h)) = holding_of(&c)
-                    {
-                        let mine = h.users.iter().any(|u| u.uid == req.uid);
-                        self.state.lock().await.alloc.hold(ip, h);
-                        if mine {
-                            return Ok(ip);
-                        }
-                        skip.remove(&ip);
-                    }
-                }
-                Err(e) => {
-                    self.state.lock().await.alloc.release(choice.ip);
-                    return Err(e);
                 }
             }
         }
@@ -352,12 +342,76 @@ impl BareMetalProvider {
         )))
     }
 
-    /// Drop the in-memory index and load everything again.
+    /// Claim (or join) the chosen address. `None`: someone else holds it; try another.
+    async fn try_choice(
+        &self,
+        cluster: &str,
+        req: &ServiceRequest,
+        choice: &crate::alloc::Choice,
+        finalized: bool,
+    ) -> Result<Option<IpAddr>, ProviderError> {
+        if !finalized {
+            ops::add_pool_finalizer(self, &choice.pool).await?;
+        }
+        if choice.shared {
+            return Ok(ops::join_claim(self, choice.ip, req)
+                .await?
+                .then_some(choice.ip));
+        }
+        let holding = Holding {
+            pool: choice.pool.clone(),
+            sharing_key: req.sharing_key.clone(),
+            users: vec![User::of(req)],
+        };
+        let obj = claim_object(cluster, choice.ip, &holding);
+        // A 409 on create is AlreadyExists; counted as `Conflict` in the call metrics.
+        let res = ops::call(
+            &self.ctx,
+            "CreateClaim",
+            self.claims_api().create(&PostParams::default(), &obj),
+        )
+        .await;
+        match res {
+            Ok(created) => {
+                let h = holding_of(&created).map_or(holding, |(_, h)| h);
+                self.state.lock().await.alloc.hold(choice.ip, h);
+                info!(ip = %choice.ip, pool = %choice.pool, service = %req.namespace, name = %req.name, "address claimed");
+                Ok(Some(choice.ip))
+            }
+            Err(ProviderError::Conflict(_)) => {
+                debug!(ip = %choice.ip, "address already claimed elsewhere; trying the next");
+                // Learn the real holder (it may be shareable, or even us from a past run).
+                let name = crate::crd::claim_name(choice.ip);
+                match ops::call(&self.ctx, "GetClaim", self.claims_api().get(&name)).await {
+                    Ok(c) => {
+                        if let Some((ip, h)) = holding_of(&c) {
+                            let mine = h.users.iter().any(|u| u.uid == req.uid);
+                            self.state.lock().await.alloc.hold(ip, h);
+                            if mine {
+                                return Ok(Some(ip));
+                            }
+                        }
+                        Ok(None)
+                    }
+                    // Released between our create and our look: the next round may take it.
+                    Err(ProviderError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Look again after a failed choice: the pools always, the claims (drop the index and
+    /// list them all) at most every `CLAIMS_RELOAD`, so a burst of Services failing on an
+    /// exhausted pool does not turn into one full claim list per Service and retry.
     async fn resync(&self) -> Result<(), ProviderError> {
         {
             let mut st = self.state.lock().await;
-            st.alloc = Allocator::default();
-            st.loaded = false;
+            if st.loaded_at.is_none_or(|t| t.elapsed() > CLAIMS_RELOAD) {
+                st.alloc = Allocator::default();
+                st.loaded = false;
+            }
         }
         self.refresh(true).await
     }
@@ -449,7 +503,7 @@ impl LoadBalancerProvider for BareMetalProvider {
             self.event(&svc, EventType::Warning, "DeprecatedAnnotation", w)
                 .await;
         }
-        let held = self.held(&spec.uid).await?;
+        let held = self.held(&spec.uid, &svc).await?;
         let plan = match Allocator::plan(&req) {
             Ok(p) => p,
             Err(e) => {
