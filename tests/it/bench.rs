@@ -78,3 +78,97 @@ fn unknown_profile_and_scenario_are_named() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn s8_runs_the_controller_as_a_child_and_reads_its_memory() {
+    let r = bench_json(&[
+        "s8",
+        "--services",
+        "200",
+        "--nodes",
+        "20",
+        "--profile",
+        "none",
+    ]);
+    assert_eq!(r["scenario"], "s8");
+    let mib = r["memory_mib"].as_f64().unwrap();
+    // A real process: the binary alone is several MiB resident; far below the S8 limit.
+    assert!(mib > 2.0 && mib < 150.0, "{r}");
+    assert!(
+        r["memory_method"]
+            .as_str()
+            .unwrap()
+            .contains("child process"),
+        "{r}"
+    );
+    // Every Service reconciled once (plus nothing else to do).
+    let reconciles = r["extra"]["reconciles by the controller"].as_u64().unwrap();
+    assert!(reconciles >= 200, "{r}");
+    assert!(r["measured_s"].as_f64().unwrap() < 60.0, "{r}");
+}
+
+/// Node sync (S2) must not leave a load balancer behind for the 10 s recheck because of one
+/// stray 429 or 5xx: throttled updates are retried inside the pass, other failures on a
+/// pass that comes back after 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sync_retries_failed_backend_updates_soon() {
+    use std::time::{Duration, Instant};
+
+    use frontdesk_mock_cloud::faults::Injection;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::Api;
+
+    use crate::support::{World, eventually, example_path, start_controller, test_config};
+
+    const OP_BACKENDS: &str = "UpdateBackends";
+    let w = World::start(2).await;
+    let ctl = start_controller(&w, test_config()).await;
+    w.kubectl_ok(&["apply", "-f", &example_path()]).await;
+    let api: Api<Service> = Api::namespaced(w.client.clone(), "default");
+    eventually(Duration::from_secs(20), "an address", || async {
+        let s = api.get_opt("my-app-service").await.ok()??;
+        (!s.status?.load_balancer?.ingress?.is_empty()).then_some(())
+    })
+    .await;
+    let faults = w.cloud.generic.faults().clone();
+    let has = |id: &str| {
+        w.cloud
+            .generic
+            .cloud()
+            .all()
+            .iter()
+            .all(|lb| lb.backends.iter().any(|b| b == id))
+    };
+
+    for (status, count, what) in [(429, 2, "two 429s"), (500, 1, "one 500")] {
+        let seq = faults.next_seq().saturating_sub(1);
+        faults
+            .inject(Injection::fail_next(OP_BACKENDS, count, status))
+            .unwrap();
+        let started = Instant::now();
+        let added = w.cloud.instances.add("mock");
+        eventually(
+            Duration::from_secs(15),
+            "the new node in the backends",
+            || async { has(&added.id).then_some(()) },
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "after {what} the new node took {took:?} (the 10 s recheck, not a retry)"
+        );
+        let log = faults.calls(Some(seq));
+        let refused = log
+            .iter()
+            .filter(|c| c.operation == OP_BACKENDS && c.status == status)
+            .count();
+        let applied = log
+            .iter()
+            .filter(|c| c.operation == OP_BACKENDS && c.status < 300)
+            .count();
+        assert_eq!((refused, applied), (count as usize, 1), "{what}: {log:?}");
+    }
+    ctl.stop().await;
+    w.shutdown().await;
+}
