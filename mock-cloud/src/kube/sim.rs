@@ -62,8 +62,25 @@ pub async fn run(store: Store, instances: Instances, stop: CancellationToken) {
     }
     loop {
         if !dirty.is_empty() {
-            for ns in std::mem::take(&mut dirty) {
-                reconcile_namespace(&store, &ns, &mut ips);
+            // A namespace with thousands of Services is seconds of CPU: run it on the blocking
+            // pool so the API server and anything else in this runtime keep their workers.
+            let (s, namespaces) = (store.clone(), std::mem::take(&mut dirty));
+            let mut next = PodIps(ips.0);
+            let work = tokio::task::spawn_blocking(move || {
+                for ns in namespaces {
+                    reconcile_namespace(&s, &ns, &mut next);
+                }
+                next
+            });
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                done = work => match done {
+                    Ok(next) => ips = next,
+                    Err(e) => {
+                        warn!(error = %e, "workload simulator pass failed");
+                        return;
+                    }
+                },
             }
             continue;
         }
