@@ -13,6 +13,7 @@ mod s1;
 mod s2;
 mod s3;
 mod s4;
+mod s6;
 mod s8;
 mod sandbox_api;
 mod world;
@@ -23,7 +24,8 @@ use clap::Args;
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Scenario: s1 (burst create), s2 (node churn), s3 (idle steady state), s4 (restart with
-    /// a backlog, then one new Service), s8 (memory while watching), sandbox-api, aws-calls (the
+    /// a backlog, then one new Service), s6 (bare-metal: N Services from a /16 pool, then a
+    /// restart that must change no address), s8 (memory while watching), sandbox-api, aws-calls (the
     /// AWS provider's calls per lifecycle step), l2-failover (speaker failover in namespaces).
     pub scenario: String,
     /// Services (default per scenario: s1-s4 1000 LoadBalancer Services, s8 and
@@ -73,6 +75,7 @@ const SCENARIOS: &[&str] = &[
     "s2",
     "s3",
     "s4",
+    "s6",
     "s8",
     "sandbox-api",
     "aws-calls",
@@ -86,6 +89,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if scenario == "aws-calls" {
         return aws_calls::run(&args).await;
+    }
+    if scenario == "s6" {
+        return s6::run(&args).await;
     }
     if scenario == "l2-failover" {
         return l2::run(&args).await;
