@@ -172,3 +172,21 @@ async fn node_sync_retries_failed_backend_updates_soon() {
     ctl.stop().await;
     w.shutdown().await;
 }
+
+#[test]
+fn s6_small_run_allocates_once_and_restart_changes_nothing() {
+    let r = bench_json(&["s6", "--services", "200"]);
+    assert_eq!(r["scenario"], "s6");
+    assert_eq!(r["services"], 200);
+    let x = &r["extra"];
+    assert_eq!(x["addresses changed by the restart"], 0, "{r}");
+    assert_eq!(x["distinct addresses"], 200, "{r}");
+    assert_eq!(x["IPAddressClaims"], 200, "{r}");
+    // One create per address, no conflicts with a single controller, and no claim list per
+    // allocation (a load, then the pool status pass every 2 s).
+    assert_eq!(x["  POST ipaddressclaims"], 200, "{r}");
+    assert!(x["  LIST ipaddressclaims"].as_u64().unwrap() <= 10, "{r}");
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{r}");
+    assert!(r["memory_mib"].as_f64().unwrap() > 1.0, "{r}");
+}
