@@ -625,3 +625,82 @@ async fn restart_in_the_middle_of_1000_allocations() {
     second.stop().await;
     world.shutdown().await;
 }
+
+async fn failed_message(world: &World, name: &str) -> String {
+    world
+        .kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("reason=AllocationFailed,involvedObject.name={name}"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .await
+}
+
+#[tokio::test]
+async fn priority_selectors_and_exhaustion() {
+    let world = bm_world(&[]).await;
+    // "gold": preferred (priority 1) but only for Services labelled tier=gold; "general": two
+    // addresses for everyone. Applied with kubectl, as a user would.
+    let pools = r#"
+apiVersion: frontdesk.dev/v1alpha1
+kind: IPAddressPool
+metadata: {name: gold}
+spec:
+  addresses: ["192.0.2.10-192.0.2.11"]
+  serviceAllocation:
+    priority: 1
+    serviceSelectors: [{matchLabels: {tier: gold}}]
+---
+apiVersion: frontdesk.dev/v1alpha1
+kind: IPAddressPool
+metadata: {name: general}
+spec:
+  addresses: ["198.51.100.0/31"]
+"#;
+    let (ok, _, err) = world.kubectl_stdin(&["apply", "-f", "-"], pools).await;
+    assert!(ok, "{err}");
+    let ctl = start_bm(&world, world.client.clone()).await;
+    let api: Api<Service> = Api::namespaced(world.client.clone(), "default");
+    let mut gold = lb_service("g1", &[], 80);
+    gold.metadata.labels = Some(BTreeMap::from([("tier".into(), "gold".into())]));
+    api.create(&PostParams::default(), &gold).await.unwrap();
+    assert!(wait_ip(&world.client, "g1").await.starts_with("192.0.2.1"));
+    for name in ["p1", "p2"] {
+        api.create(&PostParams::default(), &lb_service(name, &[], 80))
+            .await
+            .unwrap();
+        let ip = wait_ip(&world.client, name).await;
+        assert!(
+            ip.starts_with("198.51.100."),
+            "{name} got {ip}: not from general"
+        );
+    }
+    // general is full and gold is not for p3: exhausted, with a message naming the fix.
+    api.create(&PostParams::default(), &lb_service("p3", &[], 80))
+        .await
+        .unwrap();
+    let msg = eventually(Duration::from_secs(10), "AllocationFailed for p3", || {
+        let w = &world;
+        async move {
+            let m = failed_message(w, "p3").await;
+            m.contains("no free").then_some(m)
+        }
+    })
+    .await;
+    assert!(
+        msg.contains("general") && msg.contains("add addresses"),
+        "{msg}"
+    );
+    let p3: Service = api.get("p3").await.unwrap();
+    assert!(ips_of(&p3).is_empty(), "p3 got an address from a full pool");
+    // An address frees up: p3 gets it on its retry (exhaustion is retried with backoff).
+    let p1_ip = wait_ip(&world.client, "p1").await;
+    api.delete("p1", &DeleteParams::default()).await.unwrap();
+    assert_eq!(wait_ip(&world.client, "p3").await, p1_ip);
+    assert!(wait_ip(&world.client, "g1").await.starts_with("192.0.2.1"));
+    ctl.stop().await;
+    world.shutdown().await;
+}
