@@ -272,7 +272,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|i| {
             let api = api.clone();
             async move {
-                let svc: Service = serde_json::from_value(service_manifest(i, true))?;
+                let mut manifest = service_manifest(i, true);
+                // Bare metal needs no NodePorts, and 10,000 Services would exhaust the
+                // NodePort range (2,768 ports) long before the /16.
+                manifest["spec"]["allocateLoadBalancerNodePorts"] = false.into();
+                let svc: Service = serde_json::from_value(manifest)?;
                 api.create(&PostParams::default(), &svc)
                     .await
                     .with_context(|| format!("creating Service svc-{i}"))?;
