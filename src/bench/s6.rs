@@ -206,10 +206,17 @@ async fn wait_all(cloud: &MockCloud, n: usize, start: Instant) -> anyhow::Result
     }
 }
 
-/// Wait until the controller's writes have not moved for `quiet` (its reads never stop: the
-/// pool status pass lists pools and claims every 2 s).
-async fn settle(calls: &Calls, quiet: Duration, limit: Duration) {
+/// Wait until the controller has read at least `gets` Services (each reconcile reads its
+/// Service live; a restarted controller that trusts a Service writes nothing) and its writes
+/// have not moved for `quiet` (its reads never stop: the pool status pass lists pools and
+/// claims every 2 s).
+async fn settle(calls: &Calls, gets: u64, quiet: Duration, limit: Duration) {
     let start = Instant::now();
+    while start.elapsed() < limit
+        && calls.snapshot().get("GET services").copied().unwrap_or(0) < gets
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut last = summary(&calls.snapshot()).writes;
     let mut since = Instant::now();
     while start.elapsed() < limit {
@@ -261,6 +268,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // Let the controller list and start watching before the burst.
     settle(
         &first.calls,
+        0,
         Duration::from_secs(1),
         Duration::from_secs(30),
     )
@@ -306,7 +314,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let second = Running::start(&kubeconfig).await?;
     settle(
         &second.calls,
-        Duration::from_secs(5),
+        n as u64,
+        Duration::from_secs(3),
         Duration::from_secs(300),
     )
     .await;
@@ -346,7 +355,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     report.extra("distinct addresses", distinct.len() as u64);
     report.extra("IPAddressClaims", claims as u64);
-    report.extra("restart: until the controller went quiet (s)", restart_s);
+    report.extra(
+        "restart: until every Service was read and writes stopped for 3 s (s)",
+        restart_s,
+    );
     let restart_sum = summary(&restart_calls);
     report.extra(
         "restart: Kubernetes calls (read/write/watch)",
