@@ -114,6 +114,9 @@ pub struct CallRecord {
     pub detail: String,
     pub mutating: bool,
     pub status: u16,
+    /// Server-side buckets the call was charged to (benchmarks compute bounds from these).
+    #[serde(default)]
+    pub buckets: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -323,6 +326,7 @@ impl Faults {
             detail: call.detail.clone(),
             mutating: call.mutating,
             status,
+            buckets: call.buckets.clone(),
         });
         seq
     }

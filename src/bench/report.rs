@@ -116,6 +116,34 @@ impl Limits {
         }
     }
 
+    /// The lower bound from every server-side bucket the logged calls were charged to (for
+    /// profiles with many buckets, such as AWS's per-action ones): the slowest bucket's
+    /// (calls − burst) / refill. Returns (seconds, how it was computed, naming that bucket).
+    pub fn bucket_bound(config: &FaultConfig, calls: &[CallRecord]) -> (f64, String) {
+        let mut charged: BTreeMap<&str, f64> = BTreeMap::new();
+        for c in calls.iter().filter(|c| c.status < 400) {
+            for b in &c.buckets {
+                *charged.entry(b.as_str()).or_default() += 1.0;
+            }
+        }
+        let mut worst = (0.0, String::from("no bucket binds"));
+        for (name, n) in charged {
+            if let Some(b) = config.buckets.get(name) {
+                let t = Self::drain(Some((b.capacity, b.refill_per_sec)), n);
+                if t > worst.0 {
+                    worst = (
+                        t,
+                        format!(
+                            "bucket {name}: ({n:.0} calls - {:.0}) / {} per s",
+                            b.capacity, b.refill_per_sec
+                        ),
+                    );
+                }
+            }
+        }
+        worst
+    }
+
     /// The lower bound for `writes` and `reads` calls when one unit of work needs `chain`
     /// calls one after another: the slowest of the write bucket, the read bucket and the
     /// critical path. Returns (seconds, how it was computed).
@@ -334,6 +362,7 @@ mod tests {
             detail: String::new(),
             mutating,
             status,
+            buckets: Vec::new(),
         };
         let c = CloudCalls::from_log(&[
             rec("Get", false, 404),

@@ -42,15 +42,25 @@ impl BenchProfile {
                 name: "none",
                 profile: Profile::None,
             }),
-            "aws" | "gcp" | "azure" => bail!(
-                "--profile {name}: not available yet (its mock cloud front has not landed); use --profile generic or none"
+            "aws" => Ok(Self {
+                name: "aws",
+                profile: Profile::Aws,
+            }),
+            "gcp" | "azure" => bail!(
+                "--profile {name}: not available yet (its mock cloud front has not landed); use --profile generic, aws or none"
             ),
-            other => bail!("--profile {other:?} is not known; choose generic or none"),
+            other => bail!("--profile {other:?} is not known; choose generic, aws or none"),
         }
     }
 
     pub fn faults(&self) -> FaultConfig {
         self.profile.config()
+    }
+
+    /// The AWS profile runs the AWS provider against the AWS front; the others the mock
+    /// provider against the generic cloud.
+    pub fn is_aws(&self) -> bool {
+        matches!(self.profile, Profile::Aws)
     }
 }
 
@@ -146,6 +156,7 @@ impl World {
         let cloud = MockCloud::start(MockCloudConfig {
             nodes,
             profile: profile.profile,
+            provider_scheme: if profile.is_aws() { "aws" } else { "mock" }.into(),
             ..MockCloudConfig::default()
         })
         .await
@@ -171,6 +182,15 @@ impl World {
             .is_err()
         {
             progress("the mock cloud did not stop within 10 s; leaving it to the process exit");
+        }
+    }
+
+    /// The call log and faults of the cloud the controller talks to.
+    pub fn faults(&self) -> &frontdesk_mock_cloud::faults::Faults {
+        if self.profile.is_aws() {
+            self.cloud.aws.faults()
+        } else {
+            self.cloud.generic.faults()
         }
     }
 
@@ -205,15 +225,26 @@ impl World {
             config.cloud_api_buckets = unlimited_buckets();
         }
         let metrics = Arc::new(Metrics::new());
-        let budget = Arc::new(providers::budget("mock", &config));
-        let provider = providers::build(
-            "mock",
-            &ProviderOptions {
+        let (name, opts) = if self.profile.is_aws() {
+            // The AWS front's subnets are tagged for the cluster `sandbox`.
+            config.cluster_name = "sandbox".into();
+            let opts = ProviderOptions {
+                cloud_url: Some(self.cloud.aws_url()),
+                aws_region: Some("us-east-1".into()),
+                aws_test_credentials: true,
+                aws_provisioning_poll: None,
+            };
+            ("aws", opts)
+        } else {
+            let opts = ProviderOptions {
                 cloud_url: Some(self.cloud.cloud_url()),
                 ..ProviderOptions::default()
-            },
-            ProviderContext::new(budget, metrics.clone()),
-        )?;
+            };
+            ("mock", opts)
+        };
+        let budget = Arc::new(providers::budget(name, &config));
+        let provider =
+            providers::build(name, &opts, ProviderContext::new(budget, metrics.clone()))?;
         let client = client_from(&self.kubeconfig, Some(self.kube_calls.clone())).await?;
         let stop = CancellationToken::new();
         let s = stop.clone();

@@ -33,6 +33,10 @@ async fn aws_world(nodes: usize) -> World {
 }
 
 async fn start(w: &World) -> RunningController {
+    start_polling(w, Duration::from_millis(200)).await
+}
+
+async fn start_polling(w: &World, provisioning_poll: Duration) -> RunningController {
     let metrics = Arc::new(Metrics::new());
     let ctx = ProviderContext::new(Arc::new(ApiBudget::unlimited()), metrics.clone());
     let provider = AwsProvider::new(
@@ -42,7 +46,7 @@ async fn start(w: &World) -> RunningController {
             static_credentials: Some(("AKIDMOCK".into(), "SECRETMOCK".into())),
             call_timeout: Duration::from_secs(5),
             vpc_id: None,
-            provisioning_poll: Duration::from_millis(200),
+            provisioning_poll,
         },
         ctx,
     )
@@ -440,4 +444,53 @@ async fn sandbox_provider_aws_process_gives_the_example_a_hostname() {
     let (_, table, _) = kubectl(&kc, dir.path(), &["get", "svc", SVC], None).await;
     assert!(table.contains(&host), "{table}");
     child.kill().await.unwrap();
+}
+
+/// An NLB that takes seconds to become active: the hostname is published at once (as upstream
+/// does), the controller asks again once per provisioning poll (not on every wake-up from its
+/// own status patch), and the condition turns Ready when the NLB is active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_provisioning_is_polled_not_hammered() {
+    use frontdesk_mock_cloud::faults::Latency;
+    let w = aws_world(2).await;
+    w.cloud
+        .aws
+        .faults()
+        .set_provisioning(Latency::Fixed { ms: 4_000 })
+        .unwrap();
+    let ctl = start_polling(&w, Duration::from_secs(1)).await;
+    let since = last_seq(&w);
+    w.kubectl_ok(&["apply", "-f", &example_path()]).await;
+    let api: Api<Service> = Api::namespaced(w.client.clone(), "default");
+    eventually(
+        Duration::from_secs(3),
+        "the hostname while provisioning",
+        || hostname(&api, SVC),
+    )
+    .await;
+    eventually(WAIT, "Ready once the NLB is active", || async {
+        let conds = api.get(SVC).await.ok()?.status?.conditions?;
+        conds
+            .iter()
+            .any(|c| c.type_ == "LoadBalancerReady" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    let polls = w
+        .cloud
+        .aws
+        .faults()
+        .calls(Some(since))
+        .iter()
+        .filter(|c| c.operation == "DescribeLoadBalancers")
+        .count();
+    // One ensure to create, about one per second while provisioning (4 s), one that sees it
+    // active; a hot loop would make hundreds.
+    assert!(
+        (2..=10).contains(&polls),
+        "{polls} ensures while provisioning"
+    );
+    assert!(hostname(&api, SVC).await.is_some());
+    ctl.stop().await;
+    w.shutdown().await;
 }

@@ -62,10 +62,27 @@ fn s1_generic_bound_is_computed_from_the_profile() {
     assert_eq!(r["checks"].as_array().unwrap().len(), 2, "{r}");
 }
 
+/// S1 on the AWS profile: the AWS provider against the AWS front, bounded by AWS's own
+/// CreateLoadBalancer bucket (10 burst, 0.2/s): 12 Services need (12 - 10) / 0.2 = 10 s.
+#[test]
+fn s1_aws_bound_comes_from_the_create_load_balancer_bucket() {
+    let r = bench_json(&["s1", "--services", "12", "--nodes", "2", "--profile", "aws"]);
+    assert_eq!(r["profile"], "aws", "{r}");
+    let bound = r["bound_s"].as_f64().unwrap();
+    assert!((bound - 10.0).abs() < 0.01, "{r}");
+    assert!(
+        r["bound_how"].as_str().unwrap().contains("elbv2-create-lb"),
+        "{r}"
+    );
+    let measured = r["measured_s"].as_f64().unwrap();
+    assert!((9.0..60.0).contains(&measured), "{r}");
+}
+
 #[test]
 fn unknown_profile_and_scenario_are_named() {
     for (args, needle) in [
-        (&["s1", "--profile", "aws"][..], "not available yet"),
+        (&["s1", "--profile", "gcp"][..], "not available yet"),
+        (&["s2", "--profile", "aws"][..], "s1 only"),
         (&["s9"][..], "unknown bench scenario"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_frontdesk"))

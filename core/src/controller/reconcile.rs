@@ -128,10 +128,21 @@ async fn apply(
         return Ok(Action::requeue(wait));
     }
 
-    // Nothing to do when this exact spec already converged (our own status patches land here).
+    // Nothing to do when this exact spec already converged (our own status patches land here),
+    // and nothing before the next poll while the cloud is still provisioning it.
+    let mut repoll = false;
     if let Some(a) = ctx.applied.get(&key) {
-        if a.uid == uid && a.fingerprint == fingerprint && a.ready {
-            return Ok(Action::await_change());
+        if a.uid == uid && a.fingerprint == fingerprint {
+            if a.ready {
+                return Ok(Action::await_change());
+            }
+            if let Some(at) = a.poll_at {
+                let now = tokio::time::Instant::now();
+                if at > now {
+                    return Ok(Action::requeue(at - now));
+                }
+                repoll = true;
+            }
         }
     } else if trusted_after_restart(svc, fingerprint, stored.as_ref()) {
         debug!(service = %key, "converged before restart; trusting it (drift check verifies)");
@@ -143,30 +154,36 @@ async fn apply(
                 nodes_version,
                 record: planned,
                 ready: true,
+                poll_at: None,
             },
         );
         return Ok(Action::await_change());
     }
 
-    // 1. Say we are working on it.
-    let provisioning = DesiredCondition::new(false, reason::PROVISIONING, "Ensuring load balancer");
-    let keep_ingress = status::current_condition(svc).is_some_and(|c| c.status == "True");
-    patch_status(api, svc, None, Some(&provisioning), !keep_ingress).await?;
-
-    // 2. Finalizer + record + fingerprint before the first cloud call.
+    // A poll of a load balancer still provisioning for this very spec: condition, finalizer,
+    // record and fingerprint were written by the ensure that started it.
     let record = match &stored {
         Some(old) if old.uid == uid => old.union(&planned),
         _ => planned.clone(),
     };
-    patch_metadata(api, svc, Some(&record), Some(fingerprint), true).await?;
-    ctx.events
-        .publish(
-            svc,
-            EventType::Normal,
-            events::ENSURING,
-            "Ensuring load balancer",
-        )
-        .await;
+    if !repoll {
+        // 1. Say we are working on it.
+        let provisioning =
+            DesiredCondition::new(false, reason::PROVISIONING, "Ensuring load balancer");
+        let keep_ingress = status::current_condition(svc).is_some_and(|c| c.status == "True");
+        patch_status(api, svc, None, Some(&provisioning), !keep_ingress).await?;
+
+        // 2. Finalizer + record + fingerprint before the first cloud call.
+        patch_metadata(api, svc, Some(&record), Some(fingerprint), true).await?;
+        ctx.events
+            .publish(
+                svc,
+                EventType::Normal,
+                events::ENSURING,
+                "Ensuring load balancer",
+            )
+            .await;
+    }
     if caps.node_backends && nodes.is_empty() {
         ctx.events
             .publish(
@@ -215,6 +232,7 @@ async fn apply(
                     nodes_version,
                     record: planned,
                     ready: true,
+                    poll_at: None,
                 },
             );
             Ok(Action::await_change())
@@ -223,6 +241,7 @@ async fn apply(
             status: lb,
             retry_after,
         }) => {
+            let poll = retry_after.max(Duration::from_millis(200));
             let ingress = lb.as_ref().map(status::to_ingress);
             let cond = DesiredCondition::new(
                 false,
@@ -241,9 +260,10 @@ async fn apply(
                     nodes_version,
                     record: planned,
                     ready: false,
+                    poll_at: Some(tokio::time::Instant::now() + poll),
                 },
             );
-            Ok(Action::requeue(retry_after.max(Duration::from_millis(200))))
+            Ok(Action::requeue(poll))
         }
         Err(e) => {
             ctx.applied.invalidate(&key);

@@ -19,6 +19,10 @@ pub struct Applied {
     pub record: ProvisioningRecord,
     /// Converged (Ready); false while provisioning or after a failure.
     pub ready: bool,
+    /// While the cloud is still provisioning: when to ask again. Wake-ups before then (our
+    /// own status patch, a resync) only requeue, so a load balancer that takes minutes to
+    /// become active costs one ensure per poll, not one per watch event.
+    pub poll_at: Option<tokio::time::Instant>,
 }
 
 #[derive(Debug, Default)]

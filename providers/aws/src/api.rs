@@ -46,7 +46,7 @@ pub fn buckets_for(operation: &str) -> &'static [&'static str] {
         "RegisterTargets" | "DeregisterTargets" => &[ELB_REGISTRATION, ELB_ACCOUNT],
         "AuthorizeSecurityGroupIngress" | "RevokeSecurityGroupIngress" => &[EC2_SG_RULES],
         "CreateSecurityGroup" | "DeleteSecurityGroup" | "CreateTags" => &[EC2_MUTATE],
-        "DescribeSubnets" | "DescribeSecurityGroups" => &[EC2_DESCRIBE],
+        "DescribeSubnets" | "DescribeSecurityGroups" | "DescribeInstances" => &[EC2_DESCRIBE],
         op if op.starts_with("Describe") => &[ELB_DESCRIBE, ELB_ACCOUNT],
         _ => &[ELB_MUTATE, ELB_ACCOUNT],
     }
