@@ -39,9 +39,9 @@ pub struct BenchArgs {
     /// front with AWS's per-action buckets); gcp and azure are not available yet.
     #[arg(long, default_value = "generic")]
     pub profile: String,
-    /// s2: milliseconds between the 10 node additions (the reference spaces them 6000 ms;
-    /// the default compresses that so all 10 fall into one debounce window).
-    #[arg(long, default_value_t = 100)]
+    /// s2: milliseconds between the 10 node additions (the reference's 6000 by default;
+    /// e.g. 100 puts all 10 into one debounce window).
+    #[arg(long, default_value_t = 6000)]
     pub spacing_ms: u64,
     /// s3: how long to watch the idle cluster (seconds).
     #[arg(long, default_value_t = 180)]

@@ -2,8 +2,8 @@
 //! join until every load balancer has all 10, and backend writes per load balancer.
 //!
 //! Bound: every load balancer needs at least one mutating call (perfect coalescing), so
-//! (N − burst) / refill from the last join. The reference spaces the joins 6 s apart over
-//! 60 s; the default here compresses that to `--spacing-ms 100` (stated in the report).
+//! (N − burst) / refill from the last join. The joins are 6 s apart over 60 s, as in the
+//! reference; `--spacing-ms` changes that (stated in the report).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
