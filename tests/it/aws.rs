@@ -490,6 +490,20 @@ async fn aws_provisioning_is_polled_not_hammered() {
         (2..=10).contains(&polls),
         "{polls} ensures while provisioning"
     );
+    // A poll of what is already converged only looks at the NLB's state: the listeners are
+    // read at most by the ensure that sees it active.
+    let listener_reads = w
+        .cloud
+        .aws
+        .faults()
+        .calls(Some(since))
+        .iter()
+        .filter(|c| c.operation == "DescribeListeners")
+        .count();
+    assert!(
+        listener_reads <= 1,
+        "{listener_reads} DescribeListeners while provisioning"
+    );
     assert!(hostname(&api, SVC).await.is_some());
     ctl.stop().await;
     w.shutdown().await;

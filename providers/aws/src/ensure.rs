@@ -28,6 +28,19 @@ pub fn status_of(lb: &t::LoadBalancer) -> LoadBalancerStatus {
     }
 }
 
+fn is_active(lb: &t::LoadBalancer) -> bool {
+    lb.state().and_then(|s| s.code()) == Some(&t::LoadBalancerStateEnum::Active)
+}
+
+/// What one ensure converged: the desired resources and the backends.
+fn desired_fingerprint(spec: &LoadBalancerSpec, d: &Desired) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{d:?}").hash(&mut h);
+    desired::instance_ids(&spec.nodes).hash(&mut h);
+    h.finish()
+}
+
 fn role_tag(d: &Desired) -> &'static str {
     match d.scheme {
         frontdesk_core::provider::Scheme::Internal => "kubernetes.io/role/internal-elb",
@@ -170,6 +183,17 @@ impl AwsProvider {
         d: &Desired,
     ) -> Result<EnsureOutcome, ProviderError> {
         let mut existing = e::find_lb(&self.api, &d.lb_name).await?;
+        let fingerprint = desired_fingerprint(spec, d);
+        if let Some(lb) = &existing
+            && !is_active(lb)
+            && self.converged_to(&d.lb_name) == Some(fingerprint)
+        {
+            // A poll while AWS provisions what the last ensure already converged.
+            return Ok(EnsureOutcome::Provisioning {
+                status: Some(status_of(lb)),
+                retry_after: self.cfg.provisioning_poll,
+            });
+        }
         let mut tags = std::collections::HashMap::new();
         let mut replaced = false;
         if let Some(lb) = &existing {
@@ -361,10 +385,11 @@ impl AwsProvider {
         }
 
         let status = status_of(&lb);
-        let active = lb.state().and_then(|s| s.code()) == Some(&t::LoadBalancerStateEnum::Active);
-        if active {
+        if is_active(&lb) {
+            self.set_converged(&d.lb_name, None);
             Ok(EnsureOutcome::Ready(status))
         } else {
+            self.set_converged(&d.lb_name, Some(fingerprint));
             Ok(EnsureOutcome::Provisioning {
                 status: Some(status),
                 retry_after: self.cfg.provisioning_poll,

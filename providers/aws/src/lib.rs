@@ -62,6 +62,10 @@ pub struct AwsProvider {
     /// LB name -> target group name -> state, from our own last successful writes: lets a node
     /// sync send deltas without reading. Dropped on any error so the next call reads again.
     cache: Mutex<HashMap<String, BTreeMap<String, TgState>>>,
+    /// LB name -> fingerprint of the desired state an ensure fully converged while AWS was
+    /// still provisioning the NLB: the next polls of that same state only look at the NLB's
+    /// state (one DescribeLoadBalancers) instead of describing everything again.
+    converged: Mutex<HashMap<String, u64>>,
 }
 
 impl AwsProvider {
@@ -73,6 +77,7 @@ impl AwsProvider {
             api,
             cfg,
             cache: Mutex::new(HashMap::new()),
+            converged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -90,6 +95,21 @@ impl AwsProvider {
 
     fn forget(&self, lb: &str) {
         self.lock().remove(lb);
+        self.set_converged(lb, None);
+    }
+
+    /// Remember (or with `None` drop) the desired-state fingerprint `lb` converged to.
+    pub(crate) fn set_converged(&self, lb: &str, fingerprint: Option<u64>) {
+        let mut m = self.converged.lock().unwrap_or_else(|e| e.into_inner());
+        match fingerprint {
+            Some(f) => m.insert(lb.to_string(), f),
+            None => m.remove(lb),
+        };
+    }
+
+    pub(crate) fn converged_to(&self, lb: &str) -> Option<u64> {
+        let m = self.converged.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(lb).copied()
     }
 
     fn record_for(spec: &LoadBalancerSpec, d: &Desired) -> ProvisioningRecord {
