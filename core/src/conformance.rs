@@ -6,15 +6,13 @@
 //! a message saying what the contract requires when the provider falls short. The checks need a
 //! cloud without a provisioning delay and at least three backend nodes valid in that cloud.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::naming;
 use crate::provider::{
-    BackendNode, EnsureOutcome, HealthCheck, IpFamily, LoadBalancerProvider, LoadBalancerSpec,
-    PortSpec, Protocol, ProvisioningRecord, Scheme, ServiceKey, SessionAffinity,
+    BackendNode, EnsureOutcome, LoadBalancerProvider, LoadBalancerSpec, ProvisioningRecord,
+    ServiceKey,
 };
 
 /// One logged cloud API call.
@@ -49,28 +47,7 @@ const POLL_CAP: Duration = Duration::from_millis(200);
 /// A plain TCP Service spec for the kit: port 80 -> NodePort 30080, TCP health check,
 /// deterministic name and ownership tags as the controller would build them.
 pub fn test_spec(cluster: &str, name: &str, uid: &str, nodes: &[BackendNode]) -> LoadBalancerSpec {
-    let service = ServiceKey::new("conformance", name);
-    LoadBalancerSpec {
-        cluster: cluster.to_string(),
-        tags: naming::ownership_tags(cluster, &service, uid),
-        service,
-        uid: uid.to_string(),
-        name: naming::load_balancer_name(uid),
-        ports: vec![PortSpec {
-            name: "http".into(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            node_port: Some(30080),
-        }],
-        nodes: nodes.to_vec(),
-        health_check: HealthCheck::Tcp,
-        source_ranges: Vec::new(),
-        requested_ips: Vec::new(),
-        ip_families: vec![IpFamily::IPv4],
-        session_affinity: SessionAffinity::None,
-        scheme: Scheme::External,
-        annotations: BTreeMap::new(),
-    }
+    LoadBalancerSpec::one_tcp_port(cluster, ServiceKey::new("conformance", name), uid, nodes)
 }
 
 /// Distinct in the first characters: names keep only a UID prefix (32 characters).
@@ -464,7 +441,7 @@ mod tests {
     fn test_spec_is_deterministic() {
         let a = test_spec("c", "web", "uid-1", &[]);
         assert_eq!(a, test_spec("c", "web", "uid-1", &[]));
-        assert_eq!(a.tags[naming::TAG_CLUSTER], "c");
+        assert_eq!(a.tags[crate::naming::TAG_CLUSTER], "c");
         assert_ne!(a.name, test_spec("c", "web", "uid-2", &[]).name);
     }
 }

@@ -138,6 +138,40 @@ pub struct LoadBalancerSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl LoadBalancerSpec {
+    /// The plainest spec, as the controller builds it for a Service with one TCP port
+    /// (80 -> NodePort 30080), a TCP health check and no options: for the conformance kit and
+    /// the benchmarks.
+    pub fn one_tcp_port(
+        cluster: &str,
+        service: ServiceKey,
+        uid: &str,
+        nodes: &[BackendNode],
+    ) -> LoadBalancerSpec {
+        LoadBalancerSpec {
+            cluster: cluster.to_string(),
+            tags: crate::naming::ownership_tags(cluster, &service, uid),
+            service,
+            uid: uid.to_string(),
+            name: crate::naming::load_balancer_name(uid),
+            ports: vec![PortSpec {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+                node_port: Some(30080),
+            }],
+            nodes: nodes.to_vec(),
+            health_check: HealthCheck::Tcp,
+            source_ranges: Vec::new(),
+            requested_ips: Vec::new(),
+            ip_families: vec![IpFamily::IPv4],
+            session_affinity: SessionAffinity::None,
+            scheme: Scheme::External,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IpMode {
     /// Traffic arrives with the LB address as destination (kube-proxy may short-circuit).

@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use frontdesk_core::naming;
 use frontdesk_core::provider::{
-    BackendNode, EnsureOutcome, HealthCheck, IpFamily, LoadBalancerProvider, LoadBalancerSpec,
-    PortSpec, Protocol, ProviderContext, Scheme, ServiceKey, SessionAffinity,
+    BackendNode, EnsureOutcome, LoadBalancerProvider, LoadBalancerSpec, ProviderContext, ServiceKey,
 };
 use frontdesk_mock_cloud::aws::AwsConfig as FrontConfig;
 use frontdesk_mock_cloud::{MockCloud, MockCloudConfig};
@@ -28,28 +26,7 @@ const UPSTREAM_DELETE: &str = "~8 (est.)";
 
 /// One TCP port (80 -> NodePort 30080), TCP health check, as the controller would build it.
 fn spec(name: &str, uid: &str, nodes: &[BackendNode]) -> LoadBalancerSpec {
-    let service = ServiceKey::new("bench", name);
-    LoadBalancerSpec {
-        cluster: CLUSTER.to_string(),
-        tags: naming::ownership_tags(CLUSTER, &service, uid),
-        service,
-        uid: uid.to_string(),
-        name: naming::load_balancer_name(uid),
-        ports: vec![PortSpec {
-            name: "http".into(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            node_port: Some(30080),
-        }],
-        nodes: nodes.to_vec(),
-        health_check: HealthCheck::Tcp,
-        source_ranges: Vec::new(),
-        requested_ips: Vec::new(),
-        ip_families: vec![IpFamily::IPv4],
-        session_affinity: SessionAffinity::None,
-        scheme: Scheme::External,
-        annotations: Default::default(),
-    }
+    LoadBalancerSpec::one_tcp_port(CLUSTER, ServiceKey::new("bench", name), uid, nodes)
 }
 
 fn nodes(cloud: &MockCloud) -> Vec<BackendNode> {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::BenchArgs;
 use super::report::{Check, Report, peak_mib, progress};
-use super::world::{KubeCount, service_manifest};
+use super::world::{KubeCount, RequestCounter, client_from, service_manifest};
 
 const POOL: &str = "s6";
 const POOL_CIDR: &str = "10.64.0.0/16";
@@ -97,24 +97,10 @@ fn summary(by: &BTreeMap<String, u64>) -> KubeCount {
     c
 }
 
+/// A sandbox client that counts its requests into `calls`.
 async fn client(kubeconfig: &str, calls: Option<Arc<Calls>>) -> anyhow::Result<Client> {
-    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).context("parsing the kubeconfig")?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("loading the kubeconfig")?;
-    let builder = kube::client::ClientBuilder::try_from(config).context("building a client")?;
-    Ok(match calls {
-        None => builder.build(),
-        Some(calls) => builder
-            .with_layer(&tower::util::MapRequestLayer::new(
-                move |req: http::Request<kube::client::Body>| {
-                    calls.count(&req);
-                    req
-                },
-            ))
-            .build(),
-    })
+    let counter = calls.map(|c| -> RequestCounter { Arc::new(move |req| c.count(req)) });
+    client_from(kubeconfig, counter).await
 }
 
 struct Running {

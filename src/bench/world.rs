@@ -245,7 +245,9 @@ impl World {
         let budget = Arc::new(providers::budget(name, &config));
         let provider =
             providers::build(name, &opts, ProviderContext::new(budget, metrics.clone()))?;
-        let client = client_from(&self.kubeconfig, Some(self.kube_calls.clone())).await?;
+        let calls = self.kube_calls.clone();
+        let counter: RequestCounter = Arc::new(move |req| calls.count(req));
+        let client = client_from(&self.kubeconfig, Some(counter)).await?;
         let stop = CancellationToken::new();
         let s = stop.clone();
         let health = Arc::new(Health::default());
@@ -381,8 +383,14 @@ pub fn service_manifest(i: usize, load_balancer: bool) -> Value {
     })
 }
 
+/// Sees every request a counting client sends.
+pub(super) type RequestCounter = Arc<dyn Fn(&http::Request<kube::client::Body>) + Send + Sync>;
+
 /// A Kubernetes client for the sandbox; with `counter`, every request it sends is counted.
-async fn client_from(kubeconfig: &str, counter: Option<Arc<KubeCalls>>) -> anyhow::Result<Client> {
+pub(super) async fn client_from(
+    kubeconfig: &str,
+    counter: Option<RequestCounter>,
+) -> anyhow::Result<Client> {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).context("parsing the kubeconfig")?;
     let config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
@@ -391,10 +399,10 @@ async fn client_from(kubeconfig: &str, counter: Option<Arc<KubeCalls>>) -> anyho
     let builder = kube::client::ClientBuilder::try_from(config).context("building a client")?;
     Ok(match counter {
         None => builder.build(),
-        Some(calls) => builder
+        Some(count) => builder
             .with_layer(&tower::util::MapRequestLayer::new(
                 move |req: http::Request<kube::client::Body>| {
-                    calls.count(&req);
+                    count(&req);
                     req
                 },
             ))
