@@ -585,18 +585,3 @@ pub(crate) fn describe_health(
     });
     Ok(x.into_string())
 }
-
-pub(crate) fn snapshot_tg(t: &Tg, instances: &Instances, s: &ElbState) -> serde_json::Value {
-    let targets: Vec<String> = t
-        .targets
-        .keys()
-        .filter(|(id, _)| t.spec.target_type != "instance" || instances.get(id).is_some())
-        .map(|(id, port)| format!("{id}:{port}"))
-        .collect();
-    serde_json::json!({
-        "arn": t.arn, "name": t.name, "protocol": t.spec.protocol, "port": t.spec.port,
-        "health_check_protocol": t.spec.health.protocol, "health_check_port": t.spec.health.port,
-        "health_check_path": t.spec.health.path, "targets": targets, "tags": t.tags,
-        "attributes": t.attributes, "load_balancer_arns": s.lbs_of_tg(&t.arn),
-    })
-}

@@ -4,6 +4,7 @@
 //! the controller's memory) decides who holds it.
 
 pub mod alloc;
+mod claiming;
 pub mod claims;
 pub mod crd;
 mod ops;
@@ -11,6 +12,7 @@ pub mod pools;
 pub mod provider;
 pub mod ranges;
 pub mod request;
+mod sharing;
 pub mod speaker;
 
 pub use crd::{crds, crds_yaml};

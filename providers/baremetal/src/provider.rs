@@ -19,13 +19,13 @@ use frontdesk_core::provider::{
     ResourceRef, ServiceKey,
 };
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::alloc::{AllocError, Allocator, Holding, PoolDef, User};
-use crate::claims::{claim_object, holding_of};
+use crate::alloc::{AllocError, Allocator, PoolDef};
+use crate::claims::holding_of;
 use crate::crd::{CLUSTER_LABEL, IPAddressClaim, IPAddressPool, SERVICE_UID_LABEL_PREFIX};
 use crate::ops;
 use crate::ranges::family_of;
@@ -40,7 +40,7 @@ const POOLS_TTL: Duration = Duration::from_secs(2);
 const CLAIMS_RELOAD: Duration = Duration::from_secs(10);
 /// Candidates tried before giving up on one family (each failure is an address someone else
 /// claimed between our look and our create).
-const MAX_ATTEMPTS: usize = 64;
+pub(crate) const MAX_ATTEMPTS: usize = 64;
 
 pub(crate) struct State {
     pub alloc: Allocator,
@@ -290,122 +290,10 @@ impl BareMetalProvider {
         Ok(self.state.lock().await.alloc.held_by(uid))
     }
 
-    /// Choose and claim one address of `family`.
-    async fn claim_one(
-        &self,
-        cluster: &str,
-        req: &ServiceRequest,
-        family: IpFamily,
-        want: Option<IpAddr>,
-        prefer_pool: Option<&str>,
-    ) -> Result<IpAddr, ProviderError> {
-        let mut skip: HashSet<IpAddr> = HashSet::new();
-        let mut refreshed = false;
-        for _ in 0..MAX_ATTEMPTS {
-            let chosen = {
-                let mut st = self.state.lock().await;
-                match st.alloc.choose(req, family, want, prefer_pool, &skip) {
-                    Ok(c) => {
-                        // Keep concurrent reconciles off this address until the create is
-                        // answered; a reservation is never mistaken for a holding.
-                        let reserved = !c.shared && st.alloc.reserve(c.ip);
-                        let finalized = st.finalized.contains(&c.pool);
-                        Ok((c, finalized, reserved))
-                    }
-                    Err(e) => Err(e),
-                }
-            };
-            let (choice, finalized, reserved) = match chosen {
-                Ok(x) => x,
-                // Our view may be stale (a pool just created, a claim released elsewhere):
-                // look again once before failing.
-                Err(e) if !refreshed && !matches!(e, AllocError::DualStackRequest { .. }) => {
-                    refreshed = true;
-                    self.resync().await?;
-                    continue;
-                }
-                Err(e) => return Err(alloc_error(e)),
-            };
-            let outcome = self.try_choice(cluster, req, &choice, finalized).await;
-            if reserved {
-                self.state.lock().await.alloc.unreserve(choice.ip);
-            }
-            match outcome? {
-                Some(ip) => return Ok(ip),
-                None => {
-                    skip.insert(choice.ip);
-                }
-            }
-        }
-        Err(ProviderError::transient(format!(
-            "gave up after {MAX_ATTEMPTS} addresses that were claimed concurrently; will retry"
-        )))
-    }
-
-    /// Claim (or join) the chosen address. `None`: someone else holds it; try another.
-    async fn try_choice(
-        &self,
-        cluster: &str,
-        req: &ServiceRequest,
-        choice: &crate::alloc::Choice,
-        finalized: bool,
-    ) -> Result<Option<IpAddr>, ProviderError> {
-        if !finalized {
-            ops::add_pool_finalizer(self, &choice.pool).await?;
-        }
-        if choice.shared {
-            return Ok(ops::join_claim(self, choice.ip, req)
-                .await?
-                .then_some(choice.ip));
-        }
-        let holding = Holding {
-            pool: choice.pool.clone(),
-            sharing_key: req.sharing_key.clone(),
-            users: vec![User::of(req)],
-        };
-        let obj = claim_object(cluster, choice.ip, &holding);
-        // A 409 on create is AlreadyExists; counted as `Conflict` in the call metrics.
-        let res = ops::call(
-            &self.ctx,
-            "CreateClaim",
-            self.claims_api().create(&PostParams::default(), &obj),
-        )
-        .await;
-        match res {
-            Ok(created) => {
-                let h = holding_of(&created).map_or(holding, |(_, h)| h);
-                self.state.lock().await.alloc.hold(choice.ip, h);
-                info!(ip = %choice.ip, pool = %choice.pool, service = %req.namespace, name = %req.name, "address claimed");
-                Ok(Some(choice.ip))
-            }
-            Err(ProviderError::Conflict(_)) => {
-                debug!(ip = %choice.ip, "address already claimed elsewhere; trying the next");
-                // Learn the real holder (it may be shareable, or even us from a past run).
-                let name = crate::crd::claim_name(choice.ip);
-                match ops::call(&self.ctx, "GetClaim", self.claims_api().get(&name)).await {
-                    Ok(c) => {
-                        if let Some((ip, h)) = holding_of(&c) {
-                            let mine = h.users.iter().any(|u| u.uid == req.uid);
-                            self.state.lock().await.alloc.hold(ip, h);
-                            if mine {
-                                return Ok(Some(ip));
-                            }
-                        }
-                        Ok(None)
-                    }
-                    // Released between our create and our look: the next round may take it.
-                    Err(ProviderError::NotFound(_)) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Look again after a failed choice: the pools always, the claims (drop the index and
     /// list them all) at most every `CLAIMS_RELOAD`, so a burst of Services failing on an
     /// exhausted pool does not turn into one full claim list per Service and retry.
-    async fn resync(&self) -> Result<(), ProviderError> {
+    pub(crate) async fn resync(&self) -> Result<(), ProviderError> {
         {
             let mut st = self.state.lock().await;
             if st.loaded_at.is_none_or(|t| t.elapsed() > CLAIMS_RELOAD) {
@@ -432,7 +320,7 @@ impl BareMetalProvider {
 
 /// User errors become `InvalidSpec` (Warning Event + failed condition, no hot retry);
 /// exhaustion is `QuotaExceeded`, retried with backoff since addresses free up.
-fn alloc_error(e: AllocError) -> ProviderError {
+pub(crate) fn alloc_error(e: AllocError) -> ProviderError {
     match e {
         AllocError::Exhausted { .. } => ProviderError::QuotaExceeded(e.to_string()),
         other => ProviderError::invalid("status.loadBalancer.ingress", other.to_string()),
