@@ -24,6 +24,14 @@ pub struct ControllerConfig {
     pub backoff_max_seconds: f64,
     /// Node changes are collected this long before backends are updated (seconds).
     pub node_sync_debounce_seconds: f64,
+    /// A change that only adds nodes waits at least this long before load balancers are
+    /// updated (seconds): new capacity is not urgent, and joins usually come in a series.
+    /// Removals are never held.
+    pub node_sync_add_hold_seconds: f64,
+    /// While nodes keep joining, each join holds the update for 1.2 × the gap since the
+    /// previous one, so a series of joins becomes one backend write per load balancer; no
+    /// join waits longer than this in total (seconds, 0 = no holding at all).
+    pub node_sync_max_hold_seconds: f64,
     /// How often every load balancer is compared with the cloud and repaired (seconds, 0 = off).
     pub drift_interval_seconds: f64,
     /// How often resources owned by this cluster but by no Service are looked for (0 = off).
@@ -84,6 +92,8 @@ impl Default for ControllerConfig {
             backoff_base_seconds: 5.0,
             backoff_max_seconds: 300.0,
             node_sync_debounce_seconds: 1.0,
+            node_sync_add_hold_seconds: 3.0,
+            node_sync_max_hold_seconds: 60.0,
             drift_interval_seconds: 300.0,
             sweep_interval_seconds: 600.0,
             sweep_grace_seconds: 300.0,
@@ -162,6 +172,20 @@ impl ControllerConfig {
             ));
         }
         non_negative("nodeSyncDebounceSeconds", self.node_sync_debounce_seconds)?;
+        for (field, v) in [
+            ("nodeSyncAddHoldSeconds", self.node_sync_add_hold_seconds),
+            ("nodeSyncMaxHoldSeconds", self.node_sync_max_hold_seconds),
+        ] {
+            non_negative(field, v)?;
+            if v > 3600.0 {
+                return Err(err(
+                    field,
+                    format!(
+                        "{v} is more than an hour; new nodes would wait that long for traffic (use at most 3600)"
+                    ),
+                ));
+            }
+        }
         non_negative("driftIntervalSeconds", self.drift_interval_seconds)?;
         non_negative("sweepIntervalSeconds", self.sweep_interval_seconds)?;
         non_negative("sweepGraceSeconds", self.sweep_grace_seconds)?;
@@ -207,6 +231,12 @@ impl ControllerConfig {
     }
     pub fn node_sync_debounce(&self) -> Duration {
         Duration::from_secs_f64(self.node_sync_debounce_seconds)
+    }
+    pub fn node_sync_add_hold(&self) -> Duration {
+        Duration::try_from_secs_f64(self.node_sync_add_hold_seconds.min(3600.0)).unwrap_or_default()
+    }
+    pub fn node_sync_max_hold(&self) -> Duration {
+        Duration::try_from_secs_f64(self.node_sync_max_hold_seconds.min(3600.0)).unwrap_or_default()
     }
     pub fn cloud_call_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.cloud_call_timeout_seconds)
@@ -279,6 +309,8 @@ mod tests {
                 "leaderElection.renewIntervalSeconds",
             ),
             ("driftIntervalSeconds: -1", "driftIntervalSeconds"),
+            ("nodeSyncAddHoldSeconds: -3", "nodeSyncAddHoldSeconds"),
+            ("nodeSyncMaxHoldSeconds: 1e30", "nodeSyncMaxHoldSeconds"),
             (
                 "cloudApiBuckets:\n  mutate: {capacity: 0, refillPerSecond: 1}",
                 "cloudApiBuckets.mutate.capacity",

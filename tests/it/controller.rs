@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+mod node_sync;
+
 use crate::support::{self, World, eventually, example_path, start_controller, test_config};
 
 const OP_CREATE: &str = "CreateLoadBalancer";

@@ -181,6 +181,7 @@ pub fn test_config() -> ControllerConfig {
         backoff_base_seconds: 0.2,
         backoff_max_seconds: 2.0,
         node_sync_debounce_seconds: 0.2,
+        node_sync_add_hold_seconds: 0.3,
         drift_interval_seconds: 0.0,
         sweep_interval_seconds: 0.0,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::coalesce::{Coalescer, Decision, Observation};
 use super::events::{self, EventType};
 use super::status::{self, DesiredCondition};
 use super::{Context, claims};
@@ -136,6 +137,7 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
                 let Ok(_permit) = limit.acquire().await else {
                     return true;
                 };
+                wait_unless_urgent(&ctx, &key).await;
                 update_one(&ctx, &key).await
             }));
         }
@@ -150,31 +152,67 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
     }
 }
 
-/// Recompute the eligible node set after each (debounced) burst of node events, and wake the
-/// pass loop when it changed.
+/// Recompute the eligible node set after each (debounced) burst of node events, and publish
+/// it to the pass loop when the coalescing policy says so (removals at once, joins held
+/// while they keep coming; see [`super::coalesce`]).
 async fn track_eligible(
     ctx: Arc<Context>,
     changed: Arc<Notify>,
     moved: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    let mut coalescer = Coalescer::new(
+        ctx.config.node_sync_add_hold(),
+        ctx.config.node_sync_max_hold(),
+    );
+    let mut observed = ctx.backends.current().1;
+    let mut wake_at: Option<Instant> = None;
     loop {
+        let recheck = wake_at.unwrap_or_else(|| Instant::now() + NODE_SYNC_RECHECK);
         tokio::select! {
             _ = changed.notified() => {
                 // Collect the rest of a burst (a rolling node replacement) into one change.
                 tokio::time::sleep(ctx.config.node_sync_debounce()).await;
             }
-            _ = tokio::time::sleep(NODE_SYNC_RECHECK) => {}
-            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(recheck) => {}
+            _ = stop.cancelled() => {
+                ctx.backends.set_held(false);
+                return;
+            }
         }
-        let (version, changed_now) = ctx.backends.update(eligible_from(&ctx.nodes));
-        if changed_now {
-            info!(
-                version,
-                eligible = ctx.backends.current().1.len(),
-                "eligible node set changed"
-            );
-            moved.notify_one();
+        let now_set = eligible_from(&ctx.nodes);
+        let observation = Observation {
+            changed: *observed != now_set,
+            pending: *ctx.backends.current().1 != now_set,
+            removes: ctx.backends.would_remove(&now_set),
+        };
+        if observation.changed {
+            observed = Arc::new(now_set.clone());
+        }
+        wake_at = None;
+        match coalescer.observe(Instant::now(), observation) {
+            Decision::Idle => ctx.backends.set_held(false),
+            Decision::HoldUntil(at) => {
+                if observation.changed {
+                    debug!(
+                        eligible = now_set.len(),
+                        hold = ?at.saturating_duration_since(Instant::now()),
+                        "nodes joined; holding the update while joins keep coming"
+                    );
+                }
+                ctx.backends.set_held(true);
+                wake_at = Some(at);
+            }
+            Decision::Publish => {
+                let (version, _) = ctx.backends.update(now_set);
+                ctx.backends.set_held(false);
+                info!(
+                    version,
+                    eligible = ctx.backends.current().1.len(),
+                    "eligible node set changed"
+                );
+                moved.notify_one();
+            }
         }
     }
 }
@@ -191,6 +229,25 @@ pub(super) fn eligible_from(nodes: &Store<Node>) -> Vec<crate::provider::Backend
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup_by(|a, b| a.name == b.name);
     out
+}
+
+/// While a newer node set is held back, a write of the published one would be repeated
+/// once it is released: wait, unless this load balancer still has a node that was removed.
+async fn wait_unless_urgent(ctx: &Context, key: &ServiceKey) {
+    if !ctx.backends.is_held() {
+        return;
+    }
+    let urgent = ctx
+        .applied
+        .get(key)
+        .is_some_and(|a| a.nodes_version < ctx.backends.removal_version());
+    if !urgent {
+        let limit = ctx
+            .config
+            .node_sync_max_hold()
+            .saturating_add(NODE_SYNC_RECHECK);
+        ctx.backends.wait_unheld(limit).await;
+    }
 }
 
 /// Bring one load balancer's backends to the current node set; false when the update failed

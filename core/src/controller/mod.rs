@@ -2,6 +2,7 @@
 //! sweep as background tasks, all gated on holding the leader Lease.
 
 mod background;
+pub mod coalesce;
 pub mod events;
 mod reconcile;
 pub mod state;

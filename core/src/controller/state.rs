@@ -185,29 +185,92 @@ impl Backoffs {
     }
 }
 
-/// The eligible backend set, recomputed by node sync; versioned so each load balancer knows
-/// whether it is up to date.
-#[derive(Debug, Default)]
+/// The eligible backend set node sync has published (see [`super::coalesce`]); versioned so
+/// each load balancer knows whether it is up to date.
+#[derive(Debug)]
 pub struct Backends {
-    inner: RwLock<(u64, Arc<Vec<BackendNode>>)>,
+    inner: RwLock<Published>,
+    /// True while a newer set is being held back: node sync pauses writes that would only
+    /// carry the outdated set.
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug, Default)]
+struct Published {
+    version: u64,
+    nodes: Arc<Vec<BackendNode>>,
+    /// The newest version that took a node away (or changed one): a load balancer older
+    /// than this still sends traffic to it, so its update is never paused.
+    removal_version: u64,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::new(Published::default()),
+            held: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl Backends {
     pub fn current(&self) -> (u64, Arc<Vec<BackendNode>>) {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        (g.0, g.1.clone())
+        (g.version, g.nodes.clone())
     }
 
     /// Replace the set if it differs; returns the (possibly new) version.
     pub fn update(&self, nodes: Vec<BackendNode>) -> (u64, bool) {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if *g.1 == nodes && g.0 > 0 {
-            return (g.0, false);
+        if *g.nodes == nodes && g.version > 0 {
+            return (g.version, false);
         }
-        g.0 += 1;
-        g.1 = Arc::new(nodes);
-        (g.0, true)
+        let removes = removes_any(&g.nodes, &nodes);
+        g.version += 1;
+        if removes {
+            g.removal_version = g.version;
+        }
+        g.nodes = Arc::new(nodes);
+        (g.version, true)
     }
+
+    /// Whether `nodes` lacks a published node, or has one with different addresses.
+    pub fn would_remove(&self, nodes: &[BackendNode]) -> bool {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        removes_any(&g.nodes, nodes)
+    }
+
+    pub fn removal_version(&self) -> u64 {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .removal_version
+    }
+
+    pub fn set_held(&self, held: bool) {
+        self.held
+            .send_if_modified(|h| std::mem::replace(h, held) != held);
+    }
+
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Wait until no newer set is held back, at most `limit` (a hold never outlasts the
+    /// configured maximum, so this only bounds a stopped tracker).
+    pub async fn wait_unheld(&self, limit: std::time::Duration) {
+        let mut rx = self.held.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|held| !*held)).await;
+    }
+}
+
+/// Whether `new` lacks a node of `old` (by name, or the same name with other addresses,
+/// provider id or zone). Both are sorted by name.
+fn removes_any(old: &[BackendNode], new: &[BackendNode]) -> bool {
+    old.iter().any(|o| {
+        new.binary_search_by(|n| n.name.cmp(&o.name))
+            .map_or(true, |i| new[i] != *o)
+    })
 }
 
 #[cfg(test)]
@@ -252,7 +315,48 @@ mod tests {
         let (v2, changed) = b.update(vec![n]);
         assert!(!changed);
         assert_eq!(v1, v2);
+        assert_eq!(b.removal_version(), 0);
         let (v3, changed) = b.update(vec![]);
         assert!(changed && v3 > v2);
+        assert_eq!(b.removal_version(), v3);
+    }
+
+    #[test]
+    fn removal_means_gone_or_changed() {
+        let node = |name: &str, ip: &str| BackendNode {
+            name: name.into(),
+            provider_id: None,
+            addresses: vec![ip.parse().unwrap()],
+            zone: None,
+        };
+        let b = Backends::default();
+        b.update(vec![node("a", "10.0.0.1"), node("b", "10.0.0.2")]);
+        let added = [
+            node("a", "10.0.0.1"),
+            node("b", "10.0.0.2"),
+            node("c", "10.0.0.3"),
+        ];
+        assert!(!b.would_remove(&added));
+        assert!(b.would_remove(&[node("a", "10.0.0.1")]));
+        assert!(b.would_remove(&[node("a", "10.0.0.1"), node("b", "10.0.0.9")]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_unheld_returns_on_release_or_limit() {
+        let b = std::sync::Arc::new(Backends::default());
+        b.wait_unheld(Duration::from_secs(1)).await;
+        b.set_held(true);
+        let started = tokio::time::Instant::now();
+        b.wait_unheld(Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let b2 = b.clone();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            b2.set_held(false);
+        });
+        let started = tokio::time::Instant::now();
+        b.wait_unheld(Duration::from_secs(60)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        release.await.unwrap();
     }
 }
