@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// l2-failover: failovers measured per kind (SIGKILL, SIGTERM).
     #[arg(long, default_value_t = 3)]
     pub trials: usize,
+    /// s1-s4: the controller under test reads this configuration file (YAML, the keys of
+    /// docs/configuration.md), e.g. `nodeSyncMaxHoldSeconds: 0` to see s2 without coalescing.
+    #[arg(long)]
+    pub controller_config: Option<std::path::PathBuf>,
     /// Machine-readable output (one JSON object on stdout).
     #[arg(long)]
     pub json: bool,
@@ -67,6 +71,21 @@ impl BenchArgs {
     }
     pub fn nodes_or(&self, default: usize) -> usize {
         self.nodes.unwrap_or(default)
+    }
+    /// The controller configuration under test: `--controller-config`, else the defaults.
+    pub fn controller_config(&self) -> anyhow::Result<frontdesk_core::config::ControllerConfig> {
+        use anyhow::Context as _;
+        let Some(path) = &self.controller_config else {
+            return Ok(Default::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--controller-config {}", path.display()))?;
+        let config = frontdesk_core::config::ControllerConfig::from_yaml(&text)
+            .with_context(|| format!("--controller-config {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("--controller-config {}", path.display()))?;
+        Ok(config)
     }
 }
 

@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use frontdesk_core::config::ControllerConfig;
-
 use super::BenchArgs;
 use super::report::{Check, CloudCalls, Limits, Report, peak_mib, progress};
 use super::world::{BenchProfile, World};
@@ -18,7 +16,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     let world = World::start(profile, nodes).await?;
     let faults = world.faults().clone();
     let controller = world
-        .start_controller(ControllerConfig::default(), false)
+        .start_controller(args.controller_config()?, false)
         .await?;
     // Let the controller's caches sync so the measurement starts from a running controller.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use frontdesk_core::config::ControllerConfig;
 use frontdesk_mock_cloud::generic::OP_BACKENDS;
 
 use super::BenchArgs;
@@ -24,9 +23,12 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     let world = World::start(profile, nodes).await?;
     world.converge_backlog(n).await?;
     let faults = world.cloud.generic.faults().clone();
-    let controller = world
-        .start_controller(ControllerConfig::default(), false)
-        .await?;
+    let config = args.controller_config()?;
+    let holds = (
+        config.node_sync_add_hold_seconds,
+        config.node_sync_max_hold_seconds,
+    );
+    let controller = world.start_controller(config, false).await?;
     // The restarted controller trusts the converged Services (no cloud calls); give its
     // caches and first reconciles time to settle before the churn.
     settle(&world).await;
@@ -106,6 +108,10 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     report.extra("backend writes per load balancer", per_lb);
     report.extra("time from the first join (s)", from_first);
     report.extra("spacing between joins (ms)", args.spacing_ms);
+    report.extra(
+        "node sync add hold / max hold (s)",
+        format!("{} / {}", holds.0, holds.1),
+    );
     report.notes.push(
         "setup converged the load balancers with a separate, unthrottled controller; the controller under test is a fresh one (empty backend cache, so each update also reads the load balancer once)".into(),
     );

@@ -27,7 +27,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     let faults = world.cloud.generic.faults().clone();
     let config = ControllerConfig {
         drift_interval_seconds: args.drift_interval,
-        ..ControllerConfig::default()
+        ..args.controller_config()?
     };
     let controller = world.start_controller(config, false).await?;
     super::s2::settle(&world).await;

@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use frontdesk_core::config::ControllerConfig;
 
 use super::BenchArgs;
 use super::report::{Check, CloudCalls, Limits, Report, peak_mib, progress};
@@ -29,7 +28,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     progress("restarting the controller");
     let restart = Instant::now();
     let controller = world
-        .start_controller(ControllerConfig::default(), false)
+        .start_controller(args.controller_config()?, false)
         .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let new_index = 5 * n;
