@@ -1,5 +1,6 @@
 //! Fault injection shared by every front of the mock cloud: per-call latency, server-side token
-//! buckets (429 + `Retry-After`), injected errors, and a call log.
+//! buckets and window limiters (429 + `Retry-After`), per-target serialisation of mutations,
+//! injected errors, and a call log.
 //!
 //! A front describes each incoming call as a [`CallInfo`], asks [`Faults::admit`] whether it may
 //! proceed (rendering a [`Fault`] in its own wire format when not), runs the call, and records the
@@ -8,8 +9,9 @@
 
 mod admin;
 mod config;
+mod window;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,9 +22,11 @@ use tokio::time::Instant;
 
 pub use admin::admin_router;
 pub use config::{
-    BucketSpec, FaultConfig, FaultUpdate, FaultsError, Injection, Latency, Profile, sample_latency,
+    BUCKET_OPERATION_READ, BucketSpec, FaultConfig, FaultUpdate, FaultsError, Injection, Latency,
+    Profile, WindowKind, WindowSpec, sample_latency,
 };
 use config::{validate, validate_injection, validate_latency};
+use window::Window;
 
 /// Bucket names of the generic profile; other fronts may define their own.
 pub const BUCKET_READ: &str = "read";
@@ -75,12 +79,18 @@ pub enum Fault {
     },
     /// An injection rule fired: answer `status`.
     Injected { status: u16 },
+    /// Another mutation of the same target is still in flight (with
+    /// [`FaultConfig::serialize_mutations`]): answer 429 with `Retry-After` until it ends.
+    AnotherOperation {
+        target: String,
+        retry_after: Duration,
+    },
 }
 
 impl Fault {
     pub fn status(&self) -> u16 {
         match self {
-            Fault::Throttled { .. } => 429,
+            Fault::Throttled { .. } | Fault::AnotherOperation { .. } => 429,
             Fault::Injected { status } => *status,
         }
     }
@@ -88,7 +98,9 @@ impl Fault {
     /// `Retry-After` in whole seconds (HTTP allows no fractions), rounded up, at least 1.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Fault::Throttled { retry_after, .. } => Some(ceil_secs(*retry_after)),
+            Fault::Throttled { retry_after, .. } | Fault::AnotherOperation { retry_after, .. } => {
+                Some(ceil_secs(*retry_after))
+            }
             Fault::Injected { status: 429 | 503 } => Some(1),
             Fault::Injected { .. } => None,
         }
@@ -153,6 +165,9 @@ impl Bucket {
 struct Inner {
     config: FaultConfig,
     buckets: BTreeMap<String, Bucket>,
+    windows: BTreeMap<String, Window>,
+    /// Target -> when its in-flight mutation ends (with `serialize_mutations`).
+    in_flight: HashMap<String, Instant>,
     rng: StdRng,
     log: VecDeque<CallRecord>,
     next_seq: u64,
@@ -180,6 +195,8 @@ impl Faults {
         let now = Instant::now();
         let inner = Inner {
             buckets: build_buckets(&config, now),
+            windows: build_windows(&config),
+            in_flight: HashMap::new(),
             config,
             rng: StdRng::seed_from_u64(seed),
             log: VecDeque::new(),
@@ -195,20 +212,15 @@ impl Faults {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replace the whole configuration; buckets start full.
+    /// Replace the whole configuration; buckets start full, windows empty.
     pub fn set_config(&self, config: FaultConfig) -> Result<(), FaultsError> {
         validate(&config)?;
-        let mut inner = self.lock();
-        inner.buckets = build_buckets(&config, Instant::now());
-        inner.config = config;
+        self.lock().reset_limits(config);
         Ok(())
     }
 
     pub fn set_profile(&self, profile: Profile) {
-        let mut inner = self.lock();
-        let config = profile.config();
-        inner.buckets = build_buckets(&config, Instant::now());
-        inner.config = config;
+        self.lock().reset_limits(profile.config());
     }
 
     pub fn set_latency(&self, latency: Latency) -> Result<(), FaultsError> {
@@ -238,6 +250,11 @@ impl Faults {
         self.lock().config.clone()
     }
 
+    /// The bucket operation polls are charged to, if the profile separates them from reads.
+    pub fn operation_read_bucket(&self) -> Option<String> {
+        self.lock().config.operation_read_bucket.clone()
+    }
+
     pub fn inject(&self, injection: Injection) -> Result<(), FaultsError> {
         validate_injection(&injection)?;
         self.lock().config.injections.push(injection);
@@ -256,41 +273,60 @@ impl Faults {
         self.lock().config.injections.clear();
     }
 
-    /// Decide the fate of one call: waits the modelled latency, then applies injections and
-    /// buckets. A refused call is not logged here; the front logs every answer via
-    /// [`Faults::record`].
+    /// Decide the fate of one call: waits the modelled latency, then applies injections,
+    /// buckets and windows. With `serialize_mutations`, a mutation of a target whose previous
+    /// mutation is still in flight is refused at once. A refused call is not logged here; the
+    /// front logs every answer via [`Faults::record`].
     pub async fn admit(&self, call: &CallInfo) -> Result<(), Fault> {
-        let (latency, injected) = {
+        let exclusive = call.mutating && !call.target.is_empty();
+        let (total, injected, claimed) = {
             let mut inner = self.lock();
             let latency = sample_latency(&inner.config.latency.clone(), &mut inner.rng);
             let injected = take_injection(&mut inner, &call.operation);
-            (latency, injected)
+            let extra = injected.as_ref().map_or(Duration::ZERO, |(d, _)| *d);
+            let total = latency + extra;
+            let claimed = if exclusive && inner.config.serialize_mutations {
+                Some(inner.claim_target(&call.target, total)?)
+            } else {
+                None
+            };
+            (total, injected, claimed)
         };
-        let extra = injected.as_ref().map_or(Duration::ZERO, |(d, _)| *d);
-        let total = latency + extra;
         if !total.is_zero() {
             tokio::time::sleep(total).await;
         }
-        if let Some((_, Some(status))) = injected {
-            return Err(Fault::Injected { status });
+        let verdict = match injected {
+            Some((_, Some(status))) => Err(Fault::Injected { status }),
+            _ => self.take_tokens(&call.buckets),
+        };
+        if let (Err(_), Some(until)) = (&verdict, claimed) {
+            // A refused call changed nothing: the target is free again.
+            self.lock().release_target(&call.target, until);
         }
-        self.take_tokens(&call.buckets)
+        verdict
     }
 
-    /// Take one token from each bucket, all or nothing.
+    /// Take one token from each bucket and one slot from each window, all or nothing.
     fn take_tokens(&self, names: &[String]) -> Result<(), Fault> {
         let now = Instant::now();
         let mut inner = self.lock();
         let mut short: Option<(String, Duration)> = None;
+        let mut note = |name: &String, wait: Duration| {
+            if short.as_ref().is_none_or(|(_, w)| wait > *w) {
+                short = Some((name.clone(), wait));
+            }
+        };
         for name in names {
             if let Some(bucket) = inner.buckets.get_mut(name) {
                 bucket.refill(now);
                 if bucket.tokens < 1.0 {
-                    let wait = bucket.wait_for_one();
-                    if short.as_ref().is_none_or(|(_, w)| wait > *w) {
-                        short = Some((name.clone(), wait));
-                    }
+                    note(name, bucket.wait_for_one());
                 }
+            }
+            if let Some(window) = inner.windows.get_mut(name)
+                && let Some(wait) = window.wait(now)
+            {
+                note(name, wait);
             }
         }
         if let Some((bucket, retry_after)) = short {
@@ -302,6 +338,9 @@ impl Faults {
         for name in names {
             if let Some(bucket) = inner.buckets.get_mut(name) {
                 bucket.tokens -= 1.0;
+            }
+            if let Some(window) = inner.windows.get_mut(name) {
+                window.take(now);
             }
         }
         Ok(())
@@ -350,6 +389,52 @@ impl Faults {
     pub fn clear_calls(&self) {
         self.lock().log.clear();
     }
+}
+
+impl Inner {
+    /// New limits: buckets full, windows empty, nothing in flight.
+    fn reset_limits(&mut self, config: FaultConfig) {
+        self.buckets = build_buckets(&config, Instant::now());
+        self.windows = build_windows(&config);
+        self.in_flight.clear();
+        self.config = config;
+    }
+
+    /// Mark `target` busy for `for_how_long`, or refuse when its last mutation is still in
+    /// flight. Returns when the claim ends (to release it if the call is refused later).
+    fn claim_target(&mut self, target: &str, for_how_long: Duration) -> Result<Instant, Fault> {
+        let now = Instant::now();
+        if let Some(until) = self.in_flight.get(target)
+            && *until > now
+        {
+            return Err(Fault::AnotherOperation {
+                target: target.to_string(),
+                retry_after: *until - now,
+            });
+        }
+        // Finished claims are dropped now and then, so the map stays as small as the number
+        // of targets mutated within one latency.
+        if self.in_flight.len() >= 1024 {
+            self.in_flight.retain(|_, until| *until > now);
+        }
+        let until = now + for_how_long;
+        self.in_flight.insert(target.to_string(), until);
+        Ok(until)
+    }
+
+    fn release_target(&mut self, target: &str, until: Instant) {
+        if self.in_flight.get(target) == Some(&until) {
+            self.in_flight.remove(target);
+        }
+    }
+}
+
+fn build_windows(config: &FaultConfig) -> BTreeMap<String, Window> {
+    config
+        .windows
+        .iter()
+        .map(|(name, spec)| (name.clone(), Window::new(*spec)))
+        .collect()
 }
 
 fn build_buckets(config: &FaultConfig, now: Instant) -> BTreeMap<String, Bucket> {

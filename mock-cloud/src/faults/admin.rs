@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::config::validate;
-use super::{FaultConfig, FaultUpdate, Faults, FaultsError, build_buckets};
+use super::{FaultConfig, FaultUpdate, Faults, FaultsError, build_buckets, build_windows};
 
 impl Faults {
     /// Apply an admin update atomically: validated first, nothing changes on error.
@@ -35,10 +35,20 @@ impl Faults {
         if let Some(provisioning) = update.provisioning {
             config.provisioning = provisioning;
         }
+        let windows_changed = update.profile.is_some() || update.windows.is_some();
+        if let Some(windows) = update.windows {
+            config.windows = windows;
+        }
+        if let Some(serialize) = update.serialize_mutations {
+            config.serialize_mutations = serialize;
+        }
         validate(&config)?;
         let mut inner = self.lock();
         if buckets_changed {
             inner.buckets = build_buckets(&config, Instant::now());
+        }
+        if windows_changed {
+            inner.windows = build_windows(&config);
         }
         inner.config = config.clone();
         if let Some(seed) = update.seed {

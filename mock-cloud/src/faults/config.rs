@@ -40,6 +40,52 @@ pub struct BucketSpec {
     pub refill_per_sec: f64,
 }
 
+/// How a window limiter counts (cloud-api-limits §3, §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// Consecutive windows of `period`, the count reset at each boundary (GCE's per-minute
+    /// quotas). The first window opens with the first call charged to it after the
+    /// configuration was set: the phase of a real cloud's minute relative to a run is
+    /// arbitrary, and starting there is the worst case, which is what a computed bound assumes.
+    #[default]
+    Fixed,
+    /// At most `limit` calls in any interval of `period` (Azure's Network RP: 1000 writes per
+    /// 5 minutes).
+    Sliding,
+}
+
+/// A window limiter: at most `limit` calls per `period_ms`, keyed like a bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    #[serde(default)]
+    pub kind: WindowKind,
+    pub limit: u64,
+    pub period_ms: u64,
+}
+
+impl WindowSpec {
+    pub const fn fixed(limit: u64, period_ms: u64) -> Self {
+        Self {
+            kind: WindowKind::Fixed,
+            limit,
+            period_ms,
+        }
+    }
+
+    pub const fn sliding(limit: u64, period_ms: u64) -> Self {
+        Self {
+            kind: WindowKind::Sliding,
+            limit,
+            period_ms,
+        }
+    }
+
+    pub fn period(&self) -> Duration {
+        Duration::from_millis(self.period_ms)
+    }
+}
+
 /// One injected fault rule, matched by operation name (`*` matches every operation).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Injection {
@@ -96,6 +142,20 @@ pub struct FaultConfig {
     /// How long a new load balancer stays `provisioning` before it is `active`.
     #[serde(default)]
     pub provisioning: Latency,
+    /// Window limiters by bucket name, checked beside the token buckets: a call charged to
+    /// bucket `x` also needs a slot in window `x` when one is configured.
+    #[serde(default)]
+    pub windows: BTreeMap<String, WindowSpec>,
+    /// At most one mutating call in flight per target (Azure: a concurrent mutation of the
+    /// same load balancer answers 429 `RetryableErrorDueToAnotherOperation`). A call is in
+    /// flight for its modelled latency.
+    #[serde(default)]
+    pub serialize_mutations: bool,
+    /// When set, a read of a load balancer that is still provisioning is an operation poll and
+    /// is charged to this bucket instead of the read bucket (GCE: operation polling has its
+    /// own quota).
+    #[serde(default)]
+    pub operation_read_bucket: Option<String>,
 }
 
 /// Named profiles (cloud-api-limits §9).
@@ -110,6 +170,33 @@ pub enum Profile {
     /// P-aws: the real ELBv2 and EC2 buckets (cloud-api-limits §2), load balancers `active`
     /// after U[60, 180] s. Bucket names are those of [`crate::aws::buckets`].
     Aws,
+    /// P-gce on the generic cloud: fixed 60 s windows of 1500 mutations and 1500 reads,
+    /// operation polls against their own 1500 per minute, load balancers `active` after
+    /// U[2, 6] s.
+    Gce,
+    /// P-azure on the generic cloud: ARM buckets (writes 200 / 10 per s, reads 250 / 25 per
+    /// s), Network RP sliding 5-minute windows (1000 writes, 10 000 reads), one in-flight
+    /// mutation per load balancer, async operations of 20 s.
+    Azure,
+}
+
+/// Bucket / window name of GCE operation polls (see [`FaultConfig::operation_read_bucket`]).
+pub const BUCKET_OPERATION_READ: &str = "operation_read";
+
+/// P-generic's call latency. GCE and Azure keep it: the reference documents how long their
+/// operations take (modelled as provisioning), not the latency of one API call.
+fn generic_latency() -> Latency {
+    Latency::Lognormal {
+        median_ms: 50,
+        p99_ms: 200,
+    }
+}
+
+fn bucket(capacity: f64, refill_per_sec: f64) -> BucketSpec {
+    BucketSpec {
+        capacity,
+        refill_per_sec,
+    }
 }
 
 impl Profile {
@@ -117,37 +204,62 @@ impl Profile {
         match self {
             Profile::None => FaultConfig::default(),
             Profile::Generic => FaultConfig {
-                latency: Latency::Lognormal {
-                    median_ms: 50,
-                    p99_ms: 200,
-                },
+                latency: generic_latency(),
                 buckets: BTreeMap::from([
-                    (
-                        BUCKET_MUTATE.to_string(),
-                        BucketSpec {
-                            capacity: 20.0,
-                            refill_per_sec: 20.0,
-                        },
-                    ),
-                    (
-                        BUCKET_READ.to_string(),
-                        BucketSpec {
-                            capacity: 100.0,
-                            refill_per_sec: 100.0,
-                        },
-                    ),
+                    (BUCKET_MUTATE.to_string(), bucket(20.0, 20.0)),
+                    (BUCKET_READ.to_string(), bucket(100.0, 100.0)),
                 ]),
-                injections: Vec::new(),
-                provisioning: Latency::None,
+                ..FaultConfig::default()
             },
             Profile::Aws => FaultConfig {
-                latency: Latency::None,
                 buckets: crate::aws::buckets::aws_profile_buckets(),
-                injections: Vec::new(),
                 provisioning: Latency::Uniform {
                     min_ms: 60_000,
                     max_ms: 180_000,
                 },
+                ..FaultConfig::default()
+            },
+            // cloud-api-limits §3: no token bucket, only per-minute quotas. The reference
+            // gives no figure for OperationReadRequestsPerMinutePerRegion; we use the legacy
+            // read default (1500 per minute) for it too.
+            Profile::Gce => FaultConfig {
+                latency: generic_latency(),
+                windows: BTreeMap::from([
+                    (BUCKET_MUTATE.to_string(), WindowSpec::fixed(1500, 60_000)),
+                    (BUCKET_READ.to_string(), WindowSpec::fixed(1500, 60_000)),
+                    (
+                        BUCKET_OPERATION_READ.to_string(),
+                        WindowSpec::fixed(1500, 60_000),
+                    ),
+                ]),
+                provisioning: Latency::Uniform {
+                    min_ms: 2_000,
+                    max_ms: 6_000,
+                },
+                operation_read_bucket: Some(BUCKET_OPERATION_READ.to_string()),
+                ..FaultConfig::default()
+            },
+            // cloud-api-limits §4 and §9. Deletes have their own ARM bucket of the same size
+            // upstream; the generic cloud charges them to `mutate` (conservative).
+            Profile::Azure => FaultConfig {
+                latency: generic_latency(),
+                buckets: BTreeMap::from([
+                    (BUCKET_MUTATE.to_string(), bucket(200.0, 10.0)),
+                    (BUCKET_READ.to_string(), bucket(250.0, 25.0)),
+                ]),
+                windows: BTreeMap::from([
+                    (
+                        BUCKET_MUTATE.to_string(),
+                        WindowSpec::sliding(1000, 300_000),
+                    ),
+                    (
+                        BUCKET_READ.to_string(),
+                        WindowSpec::sliding(10_000, 300_000),
+                    ),
+                ]),
+                serialize_mutations: true,
+                provisioning: Latency::Fixed { ms: 20_000 },
+                ..FaultConfig::default()
             },
         }
     }
@@ -160,6 +272,8 @@ impl std::str::FromStr for Profile {
             "none" => Ok(Profile::None),
             "generic" => Ok(Profile::Generic),
             "aws" => Ok(Profile::Aws),
+            "gce" | "gcp" => Ok(Profile::Gce),
+            "azure" => Ok(Profile::Azure),
             other => Err(FaultsError::UnknownProfile(other.to_string())),
         }
     }
@@ -167,7 +281,7 @@ impl std::str::FromStr for Profile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultsError {
-    #[error("unknown fault profile {0:?} (known: none, generic, aws)")]
+    #[error("unknown fault profile {0:?} (known: none, generic, aws, gce (or gcp), azure)")]
     UnknownProfile(String),
     #[error("invalid fault configuration: {0}")]
     Invalid(String),
@@ -243,11 +357,27 @@ pub(super) fn validate(config: &FaultConfig) -> Result<(), FaultsError> {
             )));
         }
     }
+    for (name, w) in &config.windows {
+        if w.limit < 1 || w.period_ms < 1 {
+            return Err(FaultsError::Invalid(format!(
+                "windows.{name}: limit and period_ms must be >= 1"
+            )));
+        }
+    }
+    if config
+        .operation_read_bucket
+        .as_ref()
+        .is_some_and(String::is_empty)
+    {
+        return Err(FaultsError::Invalid(
+            "operation_read_bucket must not be empty (omit it to charge polls as reads)".into(),
+        ));
+    }
     config.injections.iter().try_for_each(validate_injection)
 }
 
 /// Body of `POST /_admin/faults`: every field optional, applied in order profile, latency,
-/// buckets, clear_injections, injections, provisioning, seed.
+/// buckets, clear_injections, injections, provisioning, windows, serialize_mutations, seed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FaultUpdate {
     #[serde(default)]
@@ -264,4 +394,9 @@ pub struct FaultUpdate {
     pub provisioning: Option<Latency>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Replaces every window limiter (counts restart).
+    #[serde(default)]
+    pub windows: Option<BTreeMap<String, WindowSpec>>,
+    #[serde(default)]
+    pub serialize_mutations: Option<bool>,
 }

@@ -22,6 +22,10 @@ pub const OP_UPDATE: &str = "UpdateLoadBalancer";
 pub const OP_DELETE: &str = "DeleteLoadBalancer";
 pub const OP_BACKENDS: &str = "UpdateBackends";
 
+/// Error code of a mutation refused because another one on the same load balancer is in
+/// flight (profiles with `serialize_mutations`).
+pub const CODE_ANOTHER_OPERATION: &str = "RetryableErrorDueToAnotherOperation";
+
 /// The whole generic API plus its admin endpoints (`/_admin/...`).
 pub fn router(cloud: GenericCloud) -> Router {
     let faults = cloud.faults().clone();
@@ -61,6 +65,12 @@ fn fault_response(fault: &Fault) -> Response {
             "Throttled",
             format!("rate exceeded for the {bucket} bucket"),
         ),
+        // Azure's code for a resource locked by another operation; clients retry after
+        // `Retry-After` like any 429.
+        (Fault::AnotherOperation { target, .. }, _) => (
+            CODE_ANOTHER_OPERATION,
+            format!("another operation on {target:?} is in progress"),
+        ),
         (_, 429) => ("Throttled", "rate exceeded".to_string()),
         (_, 404) => ("NotFound", "injected: not found".to_string()),
         (_, 409) => ("Conflict", "injected: conflict".to_string()),
@@ -72,7 +82,9 @@ fn fault_response(fault: &Fault) -> Response {
         _ => ("InjectedFault", "injected fault".to_string()),
     };
     let mut body = serde_json::json!({ "code": code, "message": message });
-    if let Fault::Throttled { retry_after, .. } = fault {
+    if let Fault::Throttled { retry_after, .. } | Fault::AnotherOperation { retry_after, .. } =
+        fault
+    {
         body["retry_after_ms"] = serde_json::json!(retry_after.as_millis() as u64);
     }
     let mut resp = (status, Json(body)).into_response();
@@ -168,7 +180,14 @@ async fn create(
 }
 
 async fn get_one(State(cloud): State<GenericCloud>, Path(name): Path<String>) -> Response {
-    let call = CallInfo::generic(OP_GET, &name, false);
+    let mut call = CallInfo::generic(OP_GET, &name, false);
+    // A read of a load balancer still provisioning is what polling its create operation
+    // costs; profiles that give polls their own quota (GCE) charge it there.
+    if let Some(bucket) = cloud.faults().operation_read_bucket()
+        && !cloud.time_to_active(&name).is_zero()
+    {
+        call.buckets = vec![bucket];
+    }
     answer(&cloud, call, StatusCode::OK, || cloud.get(&name)).await
 }
 
@@ -247,5 +266,28 @@ async fn admin_remove_listener(
             "NotFound",
             format!("no listener {port} on {name:?}"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn another_operation_is_a_429_with_azures_code() {
+        let resp = fault_response(&Fault::AnotherOperation {
+            target: "lb-1".into(),
+            retry_after: Duration::from_millis(1500),
+        });
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["code"], CODE_ANOTHER_OPERATION);
+        assert_eq!(body["retry_after_ms"], 1500);
     }
 }
