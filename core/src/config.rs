@@ -48,6 +48,27 @@ pub struct ControllerConfig {
     /// Client-side cloud API buckets by name, overriding the provider's defaults (which copy
     /// the cloud's published throttling buckets). Raise them if your account has higher limits.
     pub cloud_api_buckets: std::collections::BTreeMap<String, BucketSpec>,
+    /// Client-side window limiters by bucket name (at most `limit` calls in any
+    /// `periodSeconds`), for clouds whose quotas are per window rather than token buckets
+    /// (GCE: 1500 per minute; Azure Network RP: 1000 writes per 5 minutes). Empty by default.
+    pub cloud_api_windows: std::collections::BTreeMap<String, WindowSpec>,
+}
+
+/// One client-side window limiter (sliding: a conservative match for fixed server windows too).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    pub limit: u32,
+    pub period_seconds: f64,
+}
+
+impl WindowSpec {
+    pub fn to_window(self) -> crate::ratelimit::WindowConfig {
+        crate::ratelimit::WindowConfig::new(
+            self.limit,
+            Duration::from_secs_f64(self.period_seconds),
+        )
+    }
 }
 
 /// One client-side token bucket.
@@ -102,6 +123,7 @@ impl Default for ControllerConfig {
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             cloud_call_timeout_seconds: 30.0,
             cloud_api_buckets: Default::default(),
+            cloud_api_windows: Default::default(),
         }
     }
 }
@@ -195,6 +217,18 @@ impl ControllerConfig {
             positive(
                 &format!("cloudApiBuckets.{name}.refillPerSecond"),
                 b.refill_per_second,
+            )?;
+        }
+        for (name, w) in &self.cloud_api_windows {
+            if w.limit == 0 {
+                return Err(err(
+                    &format!("cloudApiWindows.{name}.limit"),
+                    "must be at least 1 (remove the entry for no limit)",
+                ));
+            }
+            positive(
+                &format!("cloudApiWindows.{name}.periodSeconds"),
+                w.period_seconds,
             )?;
         }
         let le = &self.leader_election;
@@ -315,6 +349,14 @@ mod tests {
                 "cloudApiBuckets:\n  mutate: {capacity: 0, refillPerSecond: 1}",
                 "cloudApiBuckets.mutate.capacity",
             ),
+            (
+                "cloudApiWindows:\n  mutate: {limit: 0, periodSeconds: 60}",
+                "cloudApiWindows.mutate.limit",
+            ),
+            (
+                "cloudApiWindows:\n  read: {limit: 1500, periodSeconds: 0}",
+                "cloudApiWindows.read.periodSeconds",
+            ),
         ];
         for (yaml, field) in cases {
             let e = ControllerConfig::from_yaml(yaml)
@@ -323,6 +365,22 @@ mod tests {
                 .unwrap_err();
             assert_eq!(&e.field, field, "{yaml}");
         }
+    }
+
+    #[test]
+    fn cloud_api_windows_parse() {
+        let c = ControllerConfig::from_yaml(
+            "cloudApiWindows:\n  mutate: {limit: 1500, periodSeconds: 60}\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.cloud_api_windows["mutate"].to_window(),
+            crate::ratelimit::WindowConfig::new(1500, Duration::from_secs(60))
+        );
+        let e =
+            ControllerConfig::from_yaml("cloudApiWindows:\n  mutate: {limit: 1}\n").unwrap_err();
+        assert!(e.message.contains("periodSeconds"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! Client-side cloud API budget: token buckets keyed like the cloud's own throttling buckets.
+//! Client-side cloud API budget: token buckets and window limiters keyed like the cloud's own
+//! throttling buckets and quotas.
 //!
 //! Every provider call goes through [`ApiBudget::acquire`] with the bucket the cloud would
 //! charge. User-visible work (create, delete, spec change) runs with [`Priority::User`] and is
 //! served before background work (node sync, drift checks, sweeps) whenever a bucket is short.
 //! The priority travels in a task-local set by the controller, so providers need not thread it
 //! through every call.
+//!
+//! A window ([`WindowConfig`]) allows `limit` calls in any interval of `period` (sliding).
+//! That paces the client against both kinds of server window: if every interval of `period`
+//! holds at most `limit` calls, so does every fixed window of the same length (GCE's per-minute
+//! quotas), and a sliding server window (Azure's Network RP) is matched exactly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -47,13 +53,24 @@ impl BucketConfig {
     }
 }
 
+/// At most `limit` calls in any interval of `period`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowConfig {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+impl WindowConfig {
+    pub const fn new(limit: u32, period: Duration) -> Self {
+        Self { limit, period }
+    }
+}
+
 #[derive(Debug)]
 struct Bucket {
     config: BucketConfig,
     tokens: f64,
     last: Instant,
-    /// User-priority callers currently waiting: background callers yield to them.
-    waiting_user: usize,
 }
 
 impl Bucket {
@@ -74,10 +91,87 @@ impl Bucket {
     }
 }
 
-/// A set of named token buckets. Unknown bucket names are not limited.
+#[derive(Debug)]
+struct Window {
+    config: WindowConfig,
+    /// When each call of the last `period` was let through, oldest first.
+    taken: VecDeque<Instant>,
+    /// The cloud refused us anyway (its window counts other clients too): nothing passes
+    /// before this.
+    blocked_until: Option<Instant>,
+}
+
+impl Window {
+    fn new(config: WindowConfig) -> Self {
+        Self {
+            config,
+            taken: VecDeque::new(),
+            blocked_until: None,
+        }
+    }
+
+    /// Zero when a call may pass now, else how long until a slot frees.
+    fn wait(&mut self, now: Instant) -> Duration {
+        let period = self.config.period;
+        while self
+            .taken
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= period)
+        {
+            self.taken.pop_front();
+        }
+        let blocked = self
+            .blocked_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        let full = if self.taken.len() < self.config.limit as usize {
+            Duration::ZERO
+        } else {
+            self.taken.front().map_or(Duration::ZERO, |t| {
+                (*t + period).saturating_duration_since(now)
+            })
+        };
+        blocked.max(full)
+    }
+}
+
+/// Everything limiting one bucket name.
+#[derive(Debug, Default)]
+struct Limit {
+    bucket: Option<Bucket>,
+    window: Option<Window>,
+    /// User-priority callers currently waiting: background callers yield to them.
+    waiting_user: usize,
+}
+
+impl Limit {
+    /// Zero when one call may pass now (a token and a window slot), else how long to wait.
+    fn wait(&mut self, now: Instant) -> Duration {
+        let bucket = self.bucket.as_mut().map_or(Duration::ZERO, |b| {
+            b.refill(now);
+            if b.tokens >= 1.0 {
+                Duration::ZERO
+            } else {
+                b.wait_for_one()
+            }
+        });
+        let window = self.window.as_mut().map_or(Duration::ZERO, |w| w.wait(now));
+        bucket.max(window)
+    }
+
+    fn take(&mut self, now: Instant) {
+        if let Some(b) = self.bucket.as_mut() {
+            b.tokens -= 1.0;
+        }
+        if let Some(w) = self.window.as_mut() {
+            w.taken.push_back(now);
+        }
+    }
+}
+
+/// A set of named token buckets and windows. Unknown names are not limited.
 #[derive(Debug, Default)]
 pub struct ApiBudget {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    limits: Mutex<HashMap<String, Limit>>,
 }
 
 impl ApiBudget {
@@ -87,21 +181,44 @@ impl ApiBudget {
         S: Into<String>,
     {
         let now = Instant::now();
-        let buckets = buckets
+        let limits = buckets
             .into_iter()
             .map(|(name, config)| {
                 let bucket = Bucket {
                     config,
                     tokens: config.capacity,
                     last: now,
-                    waiting_user: 0,
                 };
-                (name.into(), bucket)
+                let limit = Limit {
+                    bucket: Some(bucket),
+                    ..Limit::default()
+                };
+                (name.into(), limit)
             })
             .collect();
         Self {
-            buckets: Mutex::new(buckets),
+            limits: Mutex::new(limits),
         }
+    }
+
+    /// Add window limiters, by the same names calls are charged to (a name may have a bucket,
+    /// a window, or both; a call needs both).
+    pub fn with_windows<I, S>(self, windows: I) -> Self
+    where
+        I: IntoIterator<Item = (S, WindowConfig)>,
+        S: Into<String>,
+    {
+        {
+            let mut map = self.lock();
+            for (name, config) in windows {
+                map.entry(name.into()).or_default().window = Some(Window::new(config));
+            }
+        }
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Limit>> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// No limits at all (tests, or a cloud that publishes none).
@@ -109,8 +226,8 @@ impl ApiBudget {
         Self::default()
     }
 
-    /// Take one token from each named bucket, waiting as needed. Background callers wait while
-    /// a user-priority caller is queued on the same bucket.
+    /// Take one token (and one window slot) for each name, waiting as needed. Background
+    /// callers wait while a user-priority caller is queued on the same name.
     pub async fn acquire(&self, buckets: &[&str]) {
         for name in buckets {
             self.acquire_one(name).await;
@@ -122,44 +239,55 @@ impl ApiBudget {
         let mut registered = false;
         loop {
             let wait = {
-                let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(bucket) = map.get_mut(name) else {
+                let mut map = self.lock();
+                let Some(limit) = map.get_mut(name) else {
                     return;
                 };
-                bucket.refill(Instant::now());
-                let blocked_by_user = priority == Priority::Background && bucket.waiting_user > 0;
-                if bucket.tokens >= 1.0 && !blocked_by_user {
-                    bucket.tokens -= 1.0;
+                let now = Instant::now();
+                let wait = limit.wait(now);
+                let blocked_by_user = priority == Priority::Background && limit.waiting_user > 0;
+                if wait.is_zero() && !blocked_by_user {
+                    limit.take(now);
                     if registered {
-                        bucket.waiting_user -= 1;
+                        limit.waiting_user -= 1;
                     }
                     return;
                 }
                 if priority == Priority::User && !registered {
-                    bucket.waiting_user += 1;
+                    limit.waiting_user += 1;
                     registered = true;
                 }
-                bucket.wait_for_one()
+                // A background caller held back by a user one with nothing to wait for itself
+                // looks again shortly.
+                wait.max(Duration::from_millis(1))
             };
             tokio::time::sleep(wait).await;
         }
     }
 
     /// The cloud throttled us anyway (its bucket is shared with other clients): empty ours so
-    /// every caller waits at least `retry_after`.
+    /// every caller waits at least `retry_after`; a window lets nothing through before then.
     pub fn penalize(&self, bucket: &str, retry_after: Duration) {
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = map.get_mut(bucket) {
-            b.refill(Instant::now());
+        let mut map = self.lock();
+        let Some(limit) = map.get_mut(bucket) else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some(b) = limit.bucket.as_mut() {
+            b.refill(now);
             let debt = retry_after.as_secs_f64() * b.config.refill_per_sec;
             b.tokens = b.tokens.min(1.0 - debt);
+        }
+        if let Some(w) = limit.window.as_mut() {
+            let until = now + retry_after;
+            w.blocked_until = Some(w.blocked_until.map_or(until, |u| u.max(until)));
         }
     }
 
     /// Tokens available now (for metrics and tests).
     pub fn available(&self, bucket: &str) -> Option<f64> {
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        map.get_mut(bucket).map(|b| {
+        let mut map = self.lock();
+        map.get_mut(bucket)?.bucket.as_mut().map(|b| {
             b.refill(Instant::now());
             b.tokens
         })
@@ -219,6 +347,83 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(order.lock().unwrap()[0], "user");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_allows_limit_per_any_period() {
+        let budget = ApiBudget::unlimited()
+            .with_windows([("w", WindowConfig::new(3, Duration::from_secs(60)))]);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..7 {
+            budget.acquire(&["w"]).await;
+            at.push(start.elapsed().as_secs());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // 3 at once (1 s apart), then each waits for the call 3 back to age out.
+        assert_eq!(at, [0, 1, 2, 60, 61, 62, 120]);
+        // Any 60 s interval holds at most 3, so every fixed 60 s window of a server does too.
+        for (i, t) in at.iter().enumerate().skip(3) {
+            assert!(t - at[i - 3] >= 60, "{at:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_and_window_of_one_name_both_bind() {
+        // Azure-shaped, scaled down: bucket 4 burst / 2 per s, window 6 per 10 s.
+        let budget = ApiBudget::new([("w", BucketConfig::new(4.0, 2.0))])
+            .with_windows([("w", WindowConfig::new(6, Duration::from_secs(10)))]);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..8 {
+            budget.acquire(&["w"]).await;
+            at.push(start.elapsed().as_secs_f64());
+        }
+        // 4 from the burst, 2 more at 2/s (0.5, 1.0 s), then the window: the 7th waits for
+        // the 1st to age out (10 s), the 8th for the 2nd (10 s as well).
+        let want = [0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 10.0, 10.0];
+        for (got, want) in at.iter().zip(want) {
+            assert!((got - want).abs() < 0.01, "{at:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn user_work_goes_first_through_a_window() {
+        let budget = Arc::new(
+            ApiBudget::unlimited()
+                .with_windows([("w", WindowConfig::new(1, Duration::from_secs(60)))]),
+        );
+        budget.acquire(&["w"]).await; // the window is full for a minute
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, priority) in [Priority::Background, Priority::Background, Priority::User]
+            .into_iter()
+            .enumerate()
+        {
+            let (b, o) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(PRIORITY.scope(priority, async move {
+                b.acquire(&["w"]).await;
+                o.lock().unwrap().push((i, Instant::now()));
+            })));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(order[0].0, 2, "the user call goes first");
+        // One per minute after that.
+        assert!(order[1].1 - order[0].1 >= Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn penalize_blocks_a_window() {
+        let budget = ApiBudget::unlimited()
+            .with_windows([("w", WindowConfig::new(100, Duration::from_secs(60)))]);
+        budget.penalize("w", Duration::from_secs(3));
+        let start = Instant::now();
+        budget.acquire(&["w"]).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
