@@ -2,9 +2,10 @@
 //!
 //! One file per scenario; [`bench`] is the single dispatch point. To add a scenario, add its
 //! module, one name to `SCENARIOS` and one arm in `bench`. The S-scenarios follow
-//! cloud-api-limits §10: the mock cloud runs the chosen profile's latency and token buckets,
-//! the controller runs in this process with the mock provider and its client-side budget, and
-//! every lower bound is computed from the profile's numbers and the calls the provider made.
+//! cloud-api-limits §10: the mock cloud runs the chosen profile's latency, token buckets and
+//! quota windows, the controller runs in this process with the mock provider and its
+//! client-side budget, and every lower bound is computed from the profile's numbers and the
+//! calls the provider made.
 
 mod aws_calls;
 mod l2;
@@ -35,8 +36,13 @@ pub struct BenchArgs {
     /// Nodes (default per scenario: s1 10, s2-s4 1000, s8 and sandbox-api 5000).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// Mock cloud profile: generic, none, or aws (s1 only: the AWS provider against the AWS
-    /// front with AWS's per-action buckets); gcp and azure are not available yet.
+    /// Mock cloud profile: generic, none, aws (s1 only: the AWS provider against the AWS
+    /// front with AWS's per-action buckets), gcp (fixed 60 s windows of 1500 mutations and
+    /// 1500 reads, operations done after U[2, 6] s) or azure (ARM buckets 200 / 10 per s
+    /// writes and 250 / 25 per s reads, Network RP 1000 writes per sliding 5 minutes, one
+    /// mutation per load balancer at a time, 20 s operations). gcp and azure run the mock
+    /// provider against the generic cloud with those limits, and the controller's client
+    /// budget copies them.
     #[arg(long, default_value = "generic")]
     pub profile: String,
     /// s2: milliseconds between the 10 node additions (the reference's 6000 by default;

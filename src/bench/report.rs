@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use frontdesk_mock_cloud::faults::{BUCKET_MUTATE, BUCKET_READ, CallRecord, FaultConfig, Latency};
+use frontdesk_mock_cloud::faults::{
+    BUCKET_MUTATE, BUCKET_READ, CallRecord, FaultConfig, Latency, WindowKind, WindowSpec,
+};
 use serde_json::{Value, json};
 
 use super::world::KubeCount;
@@ -78,13 +80,50 @@ impl CloudCalls {
 }
 
 /// The profile's numbers a bound is computed from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
     /// (burst, refill per second) of the mutating bucket; `None` = unlimited.
     pub writes: Option<(f64, f64)>,
     pub reads: Option<(f64, f64)>,
+    /// Window limiters of the mutating and the read bucket (GCE, Azure).
+    pub write_window: Option<WindowSpec>,
+    pub read_window: Option<WindowSpec>,
     /// Median latency of one call, seconds.
     pub latency_s: f64,
+}
+
+/// Seconds until the `calls`-th call can pass a window that starts empty: the calls fill
+/// ⌈calls / limit⌉ windows, and the last of them opens (⌈calls / limit⌉ − 1) periods after
+/// the first call. Fixed windows (starting with the first call, the worst phase) and sliding
+/// windows give the same floor: the (k·limit + 1)-th call waits for the k-th period.
+pub fn window_wait(window: &WindowSpec, calls: f64) -> f64 {
+    if calls <= 0.0 || window.limit == 0 {
+        return 0.0;
+    }
+    let windows = (calls / window.limit as f64).ceil() - 1.0;
+    windows.max(0.0) * window.period_ms as f64 / 1000.0
+}
+
+/// `fixed 1500 per 60 s`, for the "how" strings.
+pub fn window_name(window: &WindowSpec) -> String {
+    let kind = match window.kind {
+        WindowKind::Fixed => "fixed",
+        WindowKind::Sliding => "sliding",
+    };
+    format!(
+        "{kind} {} per {} s",
+        window.limit,
+        window.period_ms as f64 / 1000.0
+    )
+}
+
+fn window_how(what: &str, window: &WindowSpec, calls: f64) -> String {
+    format!(
+        "{what} window ({}): (ceil({calls:.0} / {}) - 1) x {} s",
+        window_name(window),
+        window.limit,
+        window.period_ms as f64 / 1000.0
+    )
 }
 
 impl Limits {
@@ -104,6 +143,8 @@ impl Limits {
         Self {
             writes: bucket(BUCKET_MUTATE),
             reads: bucket(BUCKET_READ),
+            write_window: config.windows.get(BUCKET_MUTATE).copied(),
+            read_window: config.windows.get(BUCKET_READ).copied(),
             latency_s,
         }
     }
@@ -140,6 +181,12 @@ impl Limits {
                     );
                 }
             }
+            if let Some(w) = config.windows.get(name) {
+                let t = window_wait(w, n);
+                if t > worst.0 {
+                    worst = (t, window_how(name, w, n));
+                }
+            }
         }
         worst
     }
@@ -147,23 +194,72 @@ impl Limits {
     /// The lower bound for `writes` and `reads` calls when one unit of work needs `chain`
     /// calls one after another: the slowest of the write bucket, the read bucket and the
     /// critical path. Returns (seconds, how it was computed).
+    ///
+    /// With window limiters (GCE, Azure) each window is a further floor, and the "how" ends
+    /// with the limit that binds.
     pub fn bound(&self, writes: f64, reads: f64, chain: f64) -> (f64, String) {
-        let w = Self::drain(self.writes, writes);
-        let r = Self::drain(self.reads, reads);
-        let path = chain * self.latency_s;
         let fmt = |b: Option<(f64, f64)>, calls: f64, name: &str| match b {
             Some((burst, refill)) => {
                 format!("{name}: ({calls:.0} - {burst:.0}) / {refill:.0} per s")
             }
             None => format!("{name}: unlimited"),
         };
-        let how = format!(
-            "max of {} = {w:.1} s; {} = {r:.1} s; critical path {chain:.0} calls x {:.0} ms = {path:.2} s",
-            fmt(self.writes, writes, "writes"),
-            fmt(self.reads, reads, "reads"),
-            self.latency_s * 1000.0
-        );
-        (w.max(r).max(path), how)
+        let path = chain * self.latency_s;
+        let mut parts: Vec<(String, &str, f64)> = vec![
+            (
+                fmt(self.writes, writes, "writes"),
+                "the write bucket",
+                Self::drain(self.writes, writes),
+            ),
+            (
+                fmt(self.reads, reads, "reads"),
+                "the read bucket",
+                Self::drain(self.reads, reads),
+            ),
+        ];
+        if let Some(w) = &self.write_window {
+            let t = window_wait(w, writes);
+            parts.push((window_how("writes", w, writes), "the write window", t));
+        }
+        if let Some(w) = &self.read_window {
+            let t = window_wait(w, reads);
+            parts.push((window_how("reads", w, reads), "the read window", t));
+        }
+        parts.push((
+            format!(
+                "critical path {chain:.0} calls x {:.0} ms",
+                self.latency_s * 1000.0
+            ),
+            "the critical path",
+            path,
+        ));
+        let listed: Vec<String> = parts
+            .iter()
+            .map(|(how, _, t)| {
+                let digits = if how.starts_with("critical") { 2 } else { 1 };
+                format!("{how} = {t:.digits$} s")
+            })
+            .collect();
+        let mut how = format!("max of {}", listed.join("; "));
+        let (bound, binding) =
+            parts.iter().fold(
+                (0.0, "nothing"),
+                |acc, (_, name, t)| if *t > acc.0 { (*t, name) } else { acc },
+            );
+        if self.write_window.is_some() || self.read_window.is_some() {
+            let binding = match binding {
+                "the write window" => self
+                    .write_window
+                    .map(|w| format!("the write window ({})", window_name(&w))),
+                "the read window" => self
+                    .read_window
+                    .map(|w| format!("the read window ({})", window_name(&w))),
+                _ => None,
+            }
+            .unwrap_or_else(|| binding.to_string());
+            how.push_str(&format!("; binds: {binding}"));
+        }
+        (bound, how)
     }
 }
 
@@ -327,6 +423,7 @@ mod tests {
             writes: Some((20.0, 20.0)),
             reads: Some((100.0, 100.0)),
             latency_s: 0.05,
+            ..Limits::default()
         };
         let cases = [
             // S1 with 1000 Services at 2 writes + 1 read each.
@@ -343,12 +440,76 @@ mod tests {
                 "{w} {r} {chain}: {got} != {want}"
             );
         }
-        let none = Limits {
-            writes: None,
-            reads: None,
-            latency_s: 0.0,
-        };
+        let none = Limits::default();
         assert_eq!(none.bound(1e6, 1e6, 3.0).0, 0.0);
+    }
+
+    #[test]
+    fn window_floors() {
+        let fixed = WindowSpec::fixed(1500, 60_000);
+        let sliding = WindowSpec::sliding(1000, 300_000);
+        let cases = [
+            (fixed, 0.0, 0.0),
+            (fixed, 1500.0, 0.0),
+            // The 1501st call waits for the next window.
+            (fixed, 1501.0, 60.0),
+            (fixed, 3000.0, 60.0),
+            (fixed, 3001.0, 120.0),
+            (sliding, 1000.0, 0.0),
+            (sliding, 1001.0, 300.0),
+            (sliding, 2000.0, 300.0),
+            (sliding, 3000.0, 600.0),
+        ];
+        for (w, calls, want) in cases {
+            assert_eq!(window_wait(&w, calls), want, "{w:?} {calls}");
+        }
+    }
+
+    #[test]
+    fn bounds_from_the_gce_and_azure_profiles() {
+        use frontdesk_mock_cloud::faults::Profile;
+        let gce = Limits::of(&Profile::Gce.config());
+        let azure = Limits::of(&Profile::Azure.config());
+        // (limits, writes, reads, chain, bound, binding named in the how)
+        let cases = [
+            // P-gce S1, 1500 Services: 3000 writes, the 1501st in the second minute.
+            (
+                gce,
+                3000.0,
+                1500.0,
+                3.0,
+                60.0,
+                "the write window (fixed 1500 per 60 s)",
+            ),
+            // Within one window only the critical path is left.
+            (gce, 40.0, 20.0, 3.0, 0.15, "the critical path"),
+            // P-azure S1, 300 Services: the write bucket (600 - 200) / 10.
+            (azure, 600.0, 300.0, 3.0, 40.0, "the write bucket"),
+            // 1000 Services: 2000 writes, the sliding window (300 s) beats the bucket (180 s).
+            (
+                azure,
+                2000.0,
+                1000.0,
+                3.0,
+                300.0,
+                "the write window (sliding 1000 per 300 s)",
+            ),
+            // 1500 Services and 3 writes each: 4500 writes, 4 more windows; bucket 430 s.
+            (azure, 4500.0, 0.0, 3.0, 1200.0, "the write window"),
+            // Reads: (1500 - 250) / 25 = 50 s.
+            (azure, 0.0, 1500.0, 1.0, 50.0, "the read bucket"),
+        ];
+        for (limits, w, r, chain, want, binds) in cases {
+            let (got, how) = limits.bound(w, r, chain);
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{w} {r}: {got} != {want} ({how})"
+            );
+            assert!(how.contains(&format!("binds: {binds}")), "{how}");
+        }
+        // The generic profile's bound and "how" mention no window.
+        let (_, how) = Limits::of(&Profile::Generic.config()).bound(2000.0, 1000.0, 3.0);
+        assert!(!how.contains("window") && !how.contains("binds"), "{how}");
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use frontdesk_core::config::{BucketSpec, ControllerConfig};
+use frontdesk_core::config::{BucketSpec, ControllerConfig, WindowSpec};
 use frontdesk_core::health::Health;
 use frontdesk_core::metrics::Metrics;
 use frontdesk_core::provider::ProviderContext;
-use frontdesk_mock_cloud::faults::{FaultConfig, Profile};
+use frontdesk_mock_cloud::faults::{BUCKET_MUTATE, BUCKET_READ, FaultConfig, Profile};
 use frontdesk_mock_cloud::{MockCloud, MockCloudConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
@@ -46,10 +46,19 @@ impl BenchProfile {
                 name: "aws",
                 profile: Profile::Aws,
             }),
-            "gcp" | "azure" => bail!(
-                "--profile {name}: not available yet (its mock cloud front has not landed); use --profile generic, aws or none"
-            ),
-            other => bail!("--profile {other:?} is not known; choose generic, aws or none"),
+            // No GCE or Azure front: the mock provider against the generic cloud, with GCE's
+            // resp. Azure's quotas, serialisation and operation times (cloud-api-limits §9).
+            "gcp" | "gce" => Ok(Self {
+                name: "gcp",
+                profile: Profile::Gce,
+            }),
+            "azure" => Ok(Self {
+                name: "azure",
+                profile: Profile::Azure,
+            }),
+            other => {
+                bail!("--profile {other:?} is not known; choose generic, aws, gcp, azure or none")
+            }
         }
     }
 
@@ -61,6 +70,40 @@ impl BenchProfile {
     /// provider against the generic cloud.
     pub fn is_aws(&self) -> bool {
         matches!(self.profile, Profile::Aws)
+    }
+
+    /// The client-side budget the controller runs with against this profile's cloud: for
+    /// GCE and Azure the profile's own buckets and windows under the names the mock provider
+    /// charges (a name the profile does not limit gets no client limit either); the provider's
+    /// defaults otherwise. Entries the user's configuration sets win.
+    fn client_limits(&self, config: &mut ControllerConfig) {
+        if !matches!(self.profile, Profile::Gce | Profile::Azure) {
+            return;
+        }
+        let faults = self.faults();
+        let huge = BucketSpec {
+            capacity: 1e9,
+            refill_per_second: 1e9,
+        };
+        for name in [BUCKET_MUTATE, BUCKET_READ] {
+            let bucket = faults.buckets.get(name).map_or(huge, |b| BucketSpec {
+                capacity: b.capacity,
+                refill_per_second: b.refill_per_sec,
+            });
+            config
+                .cloud_api_buckets
+                .entry(name.to_string())
+                .or_insert(bucket);
+            if let Some(w) = faults.windows.get(name) {
+                config
+                    .cloud_api_windows
+                    .entry(name.to_string())
+                    .or_insert(WindowSpec {
+                        limit: u32::try_from(w.limit).unwrap_or(u32::MAX),
+                        period_seconds: w.period_ms as f64 / 1000.0,
+                    });
+            }
+        }
     }
 }
 
@@ -223,6 +266,9 @@ impl World {
         config.metrics_addr = ([127, 0, 0, 1], 0).into();
         if unlimited || matches!(self.profile.profile, Profile::None) {
             config.cloud_api_buckets = unlimited_buckets();
+            config.cloud_api_windows.clear();
+        } else {
+            self.profile.client_limits(&mut config);
         }
         let metrics = Arc::new(Metrics::new());
         let (name, opts) = if self.profile.is_aws() {
@@ -242,7 +288,11 @@ impl World {
             };
             ("mock", opts)
         };
-        let budget = Arc::new(providers::budget(name, &config));
+        let windows = config
+            .cloud_api_windows
+            .iter()
+            .map(|(n, w)| (n.clone(), w.to_window()));
+        let budget = Arc::new(providers::budget(name, &config).with_windows(windows));
         let provider =
             providers::build(name, &opts, ProviderContext::new(budget, metrics.clone()))?;
         let calls = self.kube_calls.clone();

@@ -78,10 +78,71 @@ fn s1_aws_bound_comes_from_the_create_load_balancer_bucket() {
     assert!((9.0..60.0).contains(&measured), "{r}");
 }
 
+/// P-gce and P-azure: the mock provider against the generic cloud with GCE's fixed windows
+/// resp. Azure's buckets, sliding window and per-LB serialisation. 20 Services fit in every
+/// window, so the critical path binds; the table must still name each window it weighed, and
+/// the client budget (a copy of the profile) must keep 429s rare.
+#[test]
+fn s1_gcp_and_azure_bounds_name_their_windows() {
+    let out = Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+        .args([
+            "bench",
+            "s1",
+            "--services",
+            "20",
+            "--nodes",
+            "3",
+            "--profile",
+            "gcp",
+        ])
+        .env("FRONTDESK_LOG", "warn")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "profile gcp",
+        "writes window (fixed 1500 per 60 s)",
+        "reads window (fixed 1500 per 60 s)",
+        "binds: the critical path",
+    ] {
+        assert!(table.contains(needle), "{needle:?} not in\n{table}");
+    }
+    let r = bench_json(&[
+        "s1",
+        "--services",
+        "20",
+        "--nodes",
+        "3",
+        "--profile",
+        "azure",
+    ]);
+    assert_eq!(r["profile"], "azure", "{r}");
+    let how = r["bound_how"].as_str().unwrap();
+    assert!(how.contains("writes: (40 - 200) / 10 per s"), "{r}");
+    assert!(
+        how.contains("writes window (sliding 1000 per 300 s)"),
+        "{r}"
+    );
+    assert!(how.contains("binds: "), "{r}");
+    let cloud = &r["cloud_calls"];
+    assert_eq!(cloud["by_operation"]["CreateLoadBalancer"], 20, "{r}");
+    let throttled = r["extra"]["throttled calls (%)"].as_f64().unwrap();
+    assert!(throttled <= 3.0, "{r}");
+    assert!(r["measured_s"].as_f64().unwrap() < 30.0, "{r}");
+}
+
 #[test]
 fn unknown_profile_and_scenario_are_named() {
     for (args, needle) in [
-        (&["s1", "--profile", "gcp"][..], "not available yet"),
+        (
+            &["s1", "--profile", "gke"][..],
+            "choose generic, aws, gcp, azure",
+        ),
         (&["s2", "--profile", "aws"][..], "s1 only"),
         (&["s9"][..], "unknown bench scenario"),
     ] {
