@@ -5,6 +5,7 @@
 //! subscribes under the same lock never misses or duplicates an event. Objects are `Arc<Value>`
 //! so lists and watch fan-out share them instead of copying.
 
+mod expiry;
 mod meta;
 #[cfg(test)]
 mod tests;
@@ -12,16 +13,18 @@ mod write;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::builtin::{self, NamespaceStrategy};
 use super::errors::ApiError;
 use super::resources::ResourceInfo;
 use super::strategy::Strategy;
 
+pub use expiry::WatchStats;
 pub use meta::now_rfc3339;
 
 /// What happened to an object.
@@ -134,6 +137,8 @@ pub struct WatchStart {
     pub rx: broadcast::Receiver<StoreEvent>,
     /// The resourceVersion the initial state / replay ends at.
     pub start_rv: u64,
+    /// Fires when [`Store::expire_watches`] runs: the stream must end.
+    pub expired: CancellationToken,
 }
 
 /// `(group, plural)`.
@@ -157,12 +162,18 @@ pub(crate) struct State {
     history: HashMap<ResKey, History>,
     history_limit: usize,
     tx: broadcast::Sender<StoreEvent>,
+    /// Set by [`Store::expire_watches`]: every resourceVersion below it is gone, for every type.
+    compacted: u64,
+    /// Cancelled (and replaced) by [`Store::expire_watches`] to end every open watch.
+    expiry: CancellationToken,
 }
 
 /// The store; cheap to clone (all clones share one state).
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<RwLock<State>>,
+    /// Watch starts per resource type (outside the state lock: watch starts only read it).
+    stats: Arc<Mutex<HashMap<ResKey, WatchStats>>>,
 }
 
 fn key(group: &str, plural: &str) -> ResKey {
@@ -190,9 +201,12 @@ impl Store {
             history: HashMap::new(),
             history_limit: config.history_limit.max(1),
             tx,
+            compacted: 0,
+            expiry: CancellationToken::new(),
         };
         let store = Self {
             inner: Arc::new(RwLock::new(state)),
+            stats: Arc::default(),
         };
         store.register_strategy("", "namespaces", Arc::new(NamespaceStrategy));
         for ns in builtin::INITIAL_NAMESPACES {
@@ -468,12 +482,29 @@ impl Store {
         initial: bool,
     ) -> Result<WatchStart, ApiError> {
         let st = self.read();
+        let started = st.watch_start(group, plural, namespace, since, initial);
+        self.count_watch(group, plural, since, st.compacted, started.is_ok());
+        started
+    }
+}
+
+impl State {
+    fn watch_start(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        since: Option<u64>,
+        initial: bool,
+    ) -> Result<WatchStart, ApiError> {
+        let st = self;
         let rx = st.tx.subscribe();
         let mut start = WatchStart {
             initial: Vec::new(),
             replay: Vec::new(),
             rx,
             start_rv: st.rv,
+            expired: st.expiry.clone(),
         };
         if initial {
             if let Some(table) = st.tables.get(&key(group, plural)) {
@@ -484,14 +515,14 @@ impl Store {
             return Ok(start);
         }
         let Some(since) = since else { return Ok(start) };
+        if since < st.compacted {
+            return Err(too_old(since, st.compacted));
+        }
         let Some(history) = st.history.get(&key(group, plural)) else {
             return Ok(start);
         };
         if since < history.floor {
-            return Err(ApiError::gone(format!(
-                "too old resource version: {since} ({})",
-                history.floor + 1
-            )));
+            return Err(too_old(since, history.floor + 1));
         }
         let from = history
             .events
@@ -504,6 +535,11 @@ impl Store {
             .collect();
         Ok(start)
     }
+}
+
+/// Upstream's message: the requested RV and the oldest one still served.
+fn too_old(since: u64, oldest: u64) -> ApiError {
+    ApiError::gone(format!("too old resource version: {since} ({oldest})"))
 }
 
 fn unknown_resource(group: &str, plural: &str) -> ApiError {

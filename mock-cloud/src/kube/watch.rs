@@ -1,6 +1,7 @@
 //! Watch streams: one compact JSON event per line (kube-rs and the Python client read line by
 //! line), synthetic `ADDED`s or history replay first, then live changes, bookmarks only when
-//! asked for, and a clean end at `timeoutSeconds`, on lag, or on server shutdown.
+//! asked for, and a clean end at `timeoutSeconds`, on lag, on server shutdown, or when the
+//! store expires every watch (the client's resume then gets 410 Gone and it relists).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -180,6 +181,7 @@ async fn run(mut em: Emitter, begin: super::store::WatchStart) {
         replay,
         mut rx,
         start_rv,
+        expired,
     } = begin;
     for obj in &initial {
         if em.matches(obj) && !em.send_object(EventType::Added, obj).await {
@@ -207,6 +209,7 @@ async fn run(mut em: Emitter, begin: super::store::WatchStart) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = expired.cancelled() => return,
             _ = &mut deadline => return,
             _ = em.tx.closed() => return,
             _ = &mut idle, if em.params.bookmarks => {
@@ -337,6 +340,43 @@ mod tests {
         assert_eq!(e["type"], "ERROR");
         assert_eq!(e["object"]["code"], 410);
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn expiry_ends_open_streams_and_old_versions_get_gone() {
+        let store = Store::default();
+        store.create("", "configmaps", cm("a", "x")).unwrap();
+        let listed = store.resource_version();
+        let mut open = start(&store, params(&store, Some(listed), false, ""));
+        store.create("", "configmaps", cm("b", "x")).unwrap();
+        let e = next(&mut open).await;
+        assert_eq!(e["object"]["metadata"]["name"], "b");
+        let seen = store.resource_version();
+        let floor = store.expire_watches();
+        let end = tokio::time::timeout(Duration::from_secs(2), open.recv()).await;
+        assert!(
+            matches!(end, Ok(None)),
+            "the open stream must end at the expiry"
+        );
+        // The client resumes from the last version it saw: 410 inside a stream, then the end.
+        let mut resumed = start(&store, params(&store, Some(seen), false, ""));
+        let e = next(&mut resumed).await;
+        assert_eq!(e["type"], "ERROR");
+        assert_eq!(
+            (e["object"]["code"].as_i64(), e["object"]["reason"].as_str()),
+            (Some(410), Some("Expired"))
+        );
+        assert!(resumed.recv().await.is_none());
+        // After a relist, a watch from the list's version gets the next change.
+        let (_, relisted) = store.list("", "configmaps", None);
+        assert_eq!(relisted, floor);
+        let mut fresh = start(&store, params(&store, Some(relisted), false, ""));
+        store.create("", "configmaps", cm("c", "x")).unwrap();
+        let e = next(&mut fresh).await;
+        assert_eq!(
+            (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+            (Some("ADDED"), Some("c"))
+        );
     }
 
     #[tokio::test(start_paused = true)]

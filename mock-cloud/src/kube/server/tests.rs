@@ -561,3 +561,70 @@ async fn shutdown_ends_open_watches() {
     let w = watcher.await.unwrap();
     assert_eq!(w.lines()[0]["object"]["metadata"]["name"], "kubernetes");
 }
+
+/// The wire a kube-runtime watcher sees at a forced expiry: its open watch ends cleanly, its
+/// resume from the last version answers 200 with one `ERROR` 410 line (upstream reports the
+/// expiry inside the stream), and a paginated relist's version is watchable.
+#[tokio::test]
+async fn expired_watches_end_and_resume_gets_410() {
+    let sb = sandbox().await;
+    let addr = sb.addr();
+    let rv = sb.store().resource_version();
+    // No timeoutSeconds: only the expiry can end this stream within the test's time.
+    let open = tokio::spawn(async move {
+        call_addr(
+            addr,
+            "GET",
+            &format!("{SVCS}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}"),
+            &[],
+            "",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let floor = sb.store().expire_watches();
+    let ended = tokio::time::timeout(Duration::from_secs(5), open)
+        .await
+        .expect("the open watch must end at the expiry")
+        .unwrap();
+    assert_eq!(ended.status, 200);
+    let resumed = call(
+        &sb,
+        "GET",
+        &format!(
+            "{SVCS}?watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion={rv}"
+        ),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(resumed.status, 200);
+    let ev = resumed.lines();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["type"], "ERROR");
+    assert_eq!(ev[0]["object"]["kind"], "Status");
+    assert_eq!(ev[0]["object"]["code"], 410);
+    assert_eq!(ev[0]["object"]["reason"], "Expired");
+    // The relist (kube-rs pages with limit=500) returns the floor; a watch from it is live.
+    let list = call(&sb, "GET", &format!("{SVCS}?limit=500"), &[], "").await;
+    assert_eq!(
+        list.json()["metadata"]["resourceVersion"],
+        floor.to_string()
+    );
+    let w = call(
+        &sb,
+        "GET",
+        &format!("{SVCS}?watch=true&timeoutSeconds=1&resourceVersion={floor}"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(w.lines().is_empty(), "{:?}", w.lines());
+    let stats = sb.store().watch_stats("", "services");
+    assert_eq!(
+        (stats.gone, stats.resumed_after_expiry),
+        (1, 1),
+        "{stats:?}"
+    );
+    sb.shutdown().await;
+}
