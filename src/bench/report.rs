@@ -88,6 +88,9 @@ pub struct Limits {
     /// Window limiters of the mutating and the read bucket (GCE, Azure).
     pub write_window: Option<WindowSpec>,
     pub read_window: Option<WindowSpec>,
+    /// The window operation polls are charged to instead of the read one (GCE). The reads a
+    /// scenario counts include the polls, so the read floor uses both windows together.
+    pub poll_window: Option<WindowSpec>,
     /// Median latency of one call, seconds.
     pub latency_s: f64,
 }
@@ -145,6 +148,11 @@ impl Limits {
             reads: bucket(BUCKET_READ),
             write_window: config.windows.get(BUCKET_MUTATE).copied(),
             read_window: config.windows.get(BUCKET_READ).copied(),
+            poll_window: config
+                .operation_read_bucket
+                .as_ref()
+                .and_then(|b| config.windows.get(b))
+                .copied(),
             latency_s,
         }
     }
@@ -222,8 +230,29 @@ impl Limits {
             parts.push((window_how("writes", w, writes), "the write window", t));
         }
         if let Some(w) = &self.read_window {
-            let t = window_wait(w, reads);
-            parts.push((window_how("reads", w, reads), "the read window", t));
+            match self.poll_window {
+                // Reads and polls through two windows of one period: together they pass at
+                // most the sum of both limits per period.
+                Some(p) if p.period_ms == w.period_ms => {
+                    let both = WindowSpec {
+                        limit: w.limit + p.limit,
+                        ..*w
+                    };
+                    let how = format!(
+                        "reads + operation polls windows ({} + {} per {} s): (ceil({reads:.0} / {}) - 1) x {} s",
+                        window_name(w).split(" per ").next().unwrap_or_default(),
+                        p.limit,
+                        w.period_ms as f64 / 1000.0,
+                        both.limit,
+                        w.period_ms as f64 / 1000.0
+                    );
+                    parts.push((how, "the read window", window_wait(&both, reads)));
+                }
+                _ => {
+                    let t = window_wait(w, reads);
+                    parts.push((window_how("reads", w, reads), "the read window", t));
+                }
+            }
         }
         parts.push((
             format!(
@@ -507,6 +536,14 @@ mod tests {
             );
             assert!(how.contains(&format!("binds: {binds}")), "{how}");
         }
+        // GCE's reads include operation polls, which have their own 1500 per minute.
+        let (got, how) = gce.bound(0.0, 3000.0, 1.0);
+        assert!((got - 0.05).abs() < 1e-9, "{how}");
+        assert!(
+            how.contains("reads + operation polls windows (fixed 1500 + 1500 per 60 s)"),
+            "{how}"
+        );
+        assert_eq!(gce.bound(0.0, 3001.0, 1.0).0, 60.0);
         // The generic profile's bound and "how" mention no window.
         let (_, how) = Limits::of(&Profile::Generic.config()).bound(2000.0, 1000.0, 3.0);
         assert!(!how.contains("window") && !how.contains("binds"), "{how}");

@@ -107,7 +107,7 @@ fn s1_gcp_and_azure_bounds_name_their_windows() {
     for needle in [
         "profile gcp",
         "writes window (fixed 1500 per 60 s)",
-        "reads window (fixed 1500 per 60 s)",
+        "reads + operation polls windows (fixed 1500 + 1500 per 60 s)",
         "binds: the critical path",
     ] {
         assert!(table.contains(needle), "{needle:?} not in\n{table}");
