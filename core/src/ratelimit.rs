@@ -236,7 +236,14 @@ impl ApiBudget {
 
     async fn acquire_one(&self, name: &str) {
         let priority = current_priority();
-        let mut registered = false;
+        // Unregisters a waiting user caller even when its future is dropped mid-wait (a
+        // timeout around the provider operation): a leaked count would hold every background
+        // caller of this name back for good.
+        let mut waiting = UserWaiting {
+            budget: self,
+            name,
+            registered: false,
+        };
         loop {
             let wait = {
                 let mut map = self.lock();
@@ -248,14 +255,15 @@ impl ApiBudget {
                 let blocked_by_user = priority == Priority::Background && limit.waiting_user > 0;
                 if wait.is_zero() && !blocked_by_user {
                     limit.take(now);
-                    if registered {
+                    if waiting.registered {
                         limit.waiting_user -= 1;
+                        waiting.registered = false;
                     }
                     return;
                 }
-                if priority == Priority::User && !registered {
+                if priority == Priority::User && !waiting.registered {
                     limit.waiting_user += 1;
-                    registered = true;
+                    waiting.registered = true;
                 }
                 // A background caller held back by a user one with nothing to wait for itself
                 // looks again shortly.
@@ -291,6 +299,22 @@ impl ApiBudget {
             b.refill(Instant::now());
             b.tokens
         })
+    }
+}
+
+struct UserWaiting<'a> {
+    budget: &'a ApiBudget,
+    name: &'a str,
+    registered: bool,
+}
+
+impl Drop for UserWaiting<'_> {
+    fn drop(&mut self) {
+        if self.registered
+            && let Some(limit) = self.budget.lock().get_mut(self.name)
+        {
+            limit.waiting_user = limit.waiting_user.saturating_sub(1);
+        }
     }
 }
 
@@ -414,6 +438,28 @@ mod tests {
         assert_eq!(order[0].0, 2, "the user call goes first");
         // One per minute after that.
         assert!(order[1].1 - order[0].1 >= Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_user_wait_does_not_block_background_work() {
+        let budget = Arc::new(
+            ApiBudget::unlimited()
+                .with_windows([("w", WindowConfig::new(1, Duration::from_secs(60)))]),
+        );
+        budget.acquire(&["w"]).await;
+        // A user call gives up after 10 s (a timeout around the provider operation).
+        let user = PRIORITY.scope(Priority::User, budget.acquire(&["w"]));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), user)
+                .await
+                .is_err()
+        );
+        let start = Instant::now();
+        let background = PRIORITY.scope(Priority::Background, budget.acquire(&["w"]));
+        tokio::time::timeout(Duration::from_secs(120), background)
+            .await
+            .expect("background work starved by a user caller that is gone");
+        assert_eq!(start.elapsed(), Duration::from_secs(50));
     }
 
     #[tokio::test(start_paused = true)]
