@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -286,6 +287,10 @@ pub enum ProviderError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The controller withdrew the call after waiting for the budget and before sending it
+    /// (see [`withdrawable`]); nothing reached the cloud.
+    #[error("call withdrawn before it was sent: newer work supersedes it")]
+    Withdrawn,
 }
 
 impl ProviderError {
@@ -312,8 +317,23 @@ impl ProviderError {
             ProviderError::QuotaExceeded(_) => "QuotaExceeded",
             ProviderError::Conflict(_) => "Conflict",
             ProviderError::Transient { .. } => "Transient",
+            ProviderError::Withdrawn => "Withdrawn",
         }
     }
+}
+
+tokio::task_local! {
+    static CALL_GATE: StdArc<dyn Fn() -> bool + Send + Sync>;
+}
+
+/// Run `fut` so that every cloud call it makes through [`ProviderContext::call`] is checked
+/// against `open` once the budget admits it: when `open()` is false the call is not sent and
+/// fails with [`ProviderError::Withdrawn`]. Providers need not know: they pass the error up.
+pub async fn withdrawable<F: std::future::Future>(
+    open: StdArc<dyn Fn() -> bool + Send + Sync>,
+    fut: F,
+) -> F::Output {
+    CALL_GATE.scope(open, fut).await
 }
 
 /// The one trait every provider implements. All methods must be idempotent and every cloud
@@ -382,6 +402,11 @@ impl ProviderContext {
         F: std::future::Future<Output = Result<T, ProviderError>>,
     {
         self.budget.acquire(buckets).await;
+        // A call can wait for the budget for a while (a pass of node sync queues behind the
+        // cloud's write bucket); by then its caller may no longer want it sent.
+        if CALL_GATE.try_with(|open| !open()).unwrap_or(false) {
+            return Err(ProviderError::Withdrawn);
+        }
         let start = tokio::time::Instant::now();
         let result = fut.await;
         let label = match &result {
@@ -400,5 +425,43 @@ impl ProviderContext {
         self.metrics
             .record_cloud_call(provider, operation, label, start.elapsed());
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_closed_gate_withdraws_the_call_before_it_is_sent() {
+        let ctx = ProviderContext::for_tests();
+        let sent = StdArc::new(AtomicUsize::new(0));
+        let open = StdArc::new(AtomicBool::new(true));
+        let gate = {
+            let open = open.clone();
+            StdArc::new(move || open.load(Ordering::SeqCst))
+                as StdArc<dyn Fn() -> bool + Send + Sync>
+        };
+        let call = |sent: StdArc<AtomicUsize>| {
+            let ctx = &ctx;
+            async move {
+                ctx.call("test", "Op", &["mutate"], async {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ProviderError>(())
+                })
+                .await
+            }
+        };
+        withdrawable(gate.clone(), call(sent.clone()))
+            .await
+            .unwrap();
+        open.store(false, Ordering::SeqCst);
+        let e = withdrawable(gate, call(sent.clone())).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Withdrawn), "{e}");
+        assert_eq!(e.class(), "Withdrawn");
+        // Outside a gate nothing is withdrawn.
+        call(sent.clone()).await.unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
     }
 }

@@ -20,7 +20,7 @@ use super::events::{self, EventType};
 use super::status::{self, DesiredCondition};
 use super::{Context, claims};
 use crate::metrics::ReconcileLabels;
-use crate::provider::{EnsureOutcome, ProviderError, ServiceKey};
+use crate::provider::{EnsureOutcome, ProviderError, ServiceKey, withdrawable};
 use crate::ratelimit::{PRIORITY, Priority};
 use crate::spec::{SpecInput, build_spec};
 
@@ -40,7 +40,7 @@ fn count(ctx: &Context, action: &str, result: &str) {
         result: result.to_string(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
-    if result != "ok" && result != "found" && result != "deleted" {
+    if !matches!(result, "ok" | "found" | "deleted" | "withdrawn") {
         ctx.metrics.reconcile_errors.get_or_create(&labels).inc();
     }
 }
@@ -137,8 +137,21 @@ pub(super) async fn node_sync(ctx: Arc<Context>, changed: Arc<Notify>, stop: Can
                 let Ok(_permit) = limit.acquire().await else {
                     return true;
                 };
-                wait_unless_urgent(&ctx, &key).await;
-                update_one(&ctx, &key).await
+                if urgent(&ctx, &key) {
+                    return update_one(&ctx, &key).await;
+                }
+                // Not urgent: wait while a newer node set is held back, and withdraw a call
+                // still queued for the budget when one comes up meanwhile (it would carry
+                // the outdated set and be repeated).
+                let limit = ctx
+                    .config
+                    .node_sync_max_hold()
+                    .saturating_add(NODE_SYNC_RECHECK);
+                ctx.backends.wait_unheld(limit).await;
+                let backends = ctx.clone();
+                let open: Arc<dyn Fn() -> bool + Send + Sync> =
+                    Arc::new(move || !backends.backends.is_held());
+                withdrawable(open, update_one(&ctx, &key)).await
             }));
         }
         let mut failed = 0usize;
@@ -231,23 +244,12 @@ pub(super) fn eligible_from(nodes: &Store<Node>) -> Vec<crate::provider::Backend
     out
 }
 
-/// While a newer node set is held back, a write of the published one would be repeated
-/// once it is released: wait, unless this load balancer still has a node that was removed.
-async fn wait_unless_urgent(ctx: &Context, key: &ServiceKey) {
-    if !ctx.backends.is_held() {
-        return;
-    }
-    let urgent = ctx
-        .applied
+/// A load balancer that still has a node which was removed (or changed) is updated even
+/// while newer joins are held: traffic to a node that is gone is an outage.
+fn urgent(ctx: &Context, key: &ServiceKey) -> bool {
+    ctx.applied
         .get(key)
-        .is_some_and(|a| a.nodes_version < ctx.backends.removal_version());
-    if !urgent {
-        let limit = ctx
-            .config
-            .node_sync_max_hold()
-            .saturating_add(NODE_SYNC_RECHECK);
-        ctx.backends.wait_unheld(limit).await;
-    }
+        .is_some_and(|a| a.nodes_version < ctx.backends.removal_version())
 }
 
 /// Bring one load balancer's backends to the current node set; false when the update failed
@@ -280,6 +282,12 @@ async fn update_one(ctx: &Context, key: &ServiceKey) -> bool {
         }
     };
     match result {
+        // A newer node set came up while this write waited for the budget: it stays behind
+        // and the pass after the release brings it the newer set in one write.
+        Err(ProviderError::Withdrawn) => {
+            count(ctx, "node_sync", "withdrawn");
+            true
+        }
         Ok(()) => {
             ctx.applied.set_nodes_version(key, &applied.uid, version);
             count(ctx, "node_sync", "ok");
