@@ -22,7 +22,7 @@ pub struct ControllerConfig {
     /// First retry delay after a failure (seconds); doubles up to `backoffMaxSeconds`.
     pub backoff_base_seconds: f64,
     pub backoff_max_seconds: f64,
-    /// Node changes are collected this long before backends are updated (seconds).
+    /// A removal is written once the node set has been quiet this long (seconds).
     pub node_sync_debounce_seconds: f64,
     /// A change that only adds nodes waits at least this long before load balancers are
     /// updated (seconds): new capacity is not urgent, and joins usually come in a series.

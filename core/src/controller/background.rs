@@ -27,6 +27,8 @@ use crate::spec::{SpecInput, build_spec};
 /// How often node sync looks for load balancers still behind the current node set (retries
 /// of failed updates), even without a node event.
 const NODE_SYNC_RECHECK: Duration = Duration::from_secs(10);
+/// How often node events are turned into an eligible set at most.
+const NODE_OBSERVE_EVERY: Duration = Duration::from_millis(200);
 /// After a pass with failed updates the next one comes after this, doubling per failed pass
 /// up to `NODE_SYNC_RECHECK`: one stray 429 must not leave its load balancer behind for 10 s.
 const NODE_SYNC_RETRY: Duration = Duration::from_secs(1);
@@ -175,6 +177,7 @@ async fn track_eligible(
     stop: CancellationToken,
 ) {
     let mut coalescer = Coalescer::new(
+        ctx.config.node_sync_debounce(),
         ctx.config.node_sync_add_hold(),
         ctx.config.node_sync_max_hold(),
     );
@@ -184,8 +187,9 @@ async fn track_eligible(
         let recheck = wake_at.unwrap_or_else(|| Instant::now() + NODE_SYNC_RECHECK);
         tokio::select! {
             _ = changed.notified() => {
-                // Collect the rest of a burst (a rolling node replacement) into one change.
-                tokio::time::sleep(ctx.config.node_sync_debounce()).await;
+                // Node heartbeats wake this constantly on a big cluster: look at most this
+                // often (the coalescer does the debouncing, from when the set last changed).
+                tokio::time::sleep(NODE_OBSERVE_EVERY).await;
             }
             _ = tokio::time::sleep_until(recheck) => {}
             _ = stop.cancelled() => {
@@ -210,7 +214,7 @@ async fn track_eligible(
                     debug!(
                         eligible = now_set.len(),
                         hold = ?at.saturating_duration_since(Instant::now()),
-                        "nodes joined; holding the update while joins keep coming"
+                        "eligible nodes changed; holding the update (joins keep coming, or a burst is still settling)"
                     );
                 }
                 ctx.backends.set_held(true);

@@ -5,7 +5,8 @@
 //! join one after another (an autoscaler scale-up, a rolling replacement) would each start
 //! a pass, and every write made before the last join has to be made again. So:
 //!
-//! - a change that removes a node, or changes one (its address), is published at once: a load
+//! - a change that removes a node, or changes one (its address), is published as soon as the
+//!   node set has been quiet for `debounce` (a burst of removals becomes one write): a load
 //!   balancer sending traffic to a node that is gone is an outage;
 //! - a change that only adds nodes is held: at least `add_hold` after it was seen; while
 //!   joins keep coming, 1.2 × the gap between the last two, so the next join of a series
@@ -33,6 +34,7 @@ pub enum Decision {
 
 #[derive(Debug)]
 pub struct Coalescer {
+    debounce: Duration,
     add_hold: Duration,
     max_hold: Duration,
     /// When the observed set last changed, and the gap before that change (only when the
@@ -56,8 +58,9 @@ pub struct Observation {
 }
 
 impl Coalescer {
-    pub fn new(add_hold: Duration, max_hold: Duration) -> Self {
+    pub fn new(debounce: Duration, add_hold: Duration, max_hold: Duration) -> Self {
         Self {
+            debounce,
             add_hold,
             max_hold,
             last_change: None,
@@ -78,16 +81,21 @@ impl Coalescer {
             self.first_pending = None;
             return Decision::Idle;
         }
+        let last = self.last_change.unwrap_or(now);
         if o.removes || self.max_hold.is_zero() {
-            self.first_pending = None;
-            return Decision::Publish;
+            let quiet = last + self.debounce;
+            if now >= quiet {
+                self.first_pending = None;
+                return Decision::Publish;
+            }
+            return Decision::HoldUntil(quiet);
         }
         let first = *self.first_pending.get_or_insert(now);
         let hold = self
             .gap
             .map_or(self.add_hold, |gap| self.add_hold.max(gap.mul_f64(1.2)))
+            .max(self.debounce)
             .min(self.max_hold);
-        let last = self.last_change.unwrap_or(now);
         let deadline = (last + hold).min(first + self.max_hold);
         if now >= deadline {
             self.first_pending = None;
@@ -118,7 +126,7 @@ mod tests {
     }
 
     fn coalescer() -> Coalescer {
-        Coalescer::new(s(3.0), s(60.0))
+        Coalescer::new(s(1.0), s(3.0), s(60.0))
     }
 
     #[test]
@@ -134,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn removals_and_changed_nodes_are_never_held() {
+    fn removals_wait_only_for_the_debounce() {
         let t0 = Instant::now();
         let mut c = coalescer();
         assert!(matches!(c.observe(t0, ADD), Decision::HoldUntil(_)));
@@ -142,7 +150,16 @@ mod tests {
             removes: true,
             ..ADD
         };
-        assert_eq!(c.observe(t0 + s(0.5), removal), Decision::Publish);
+        // Published once the set has been quiet for the debounce, not after the add hold.
+        assert_eq!(
+            c.observe(t0 + s(0.5), removal),
+            Decision::HoldUntil(t0 + s(1.5))
+        );
+        let still = Observation {
+            changed: false,
+            ..removal
+        };
+        assert_eq!(c.observe(t0 + s(1.5), still), Decision::Publish);
     }
 
     /// Drive a coalescer in 0.25 s steps with joins at the given steps; returns the
@@ -212,7 +229,7 @@ mod tests {
     #[test]
     fn zero_max_hold_publishes_at_once() {
         let t0 = Instant::now();
-        let mut c = Coalescer::new(s(3.0), Duration::ZERO);
+        let mut c = Coalescer::new(Duration::ZERO, s(3.0), Duration::ZERO);
         assert_eq!(c.observe(t0, ADD), Decision::Publish);
     }
 
