@@ -354,6 +354,28 @@ impl World {
         (lb.len(), done)
     }
 
+    /// LoadBalancer Services without an address, each with its finalizers and conditions
+    /// (whether the controller has touched it at all, and what it last reported).
+    fn waiting_detail(&self) -> Vec<String> {
+        let (items, _) = self
+            .cloud
+            .sandbox
+            .store()
+            .list("", "services", Some("default"));
+        items
+            .iter()
+            .filter(|s| s["spec"]["type"] == "LoadBalancer" && !has_address(s))
+            .map(|s| {
+                format!(
+                    "{} finalizers={} conditions={}",
+                    s["metadata"]["name"].as_str().unwrap_or("?"),
+                    s["metadata"]["finalizers"],
+                    s["status"]["conditions"]
+                )
+            })
+            .collect()
+    }
+
     /// Whether one Service has an address.
     pub fn has_address(&self, name: &str) -> bool {
         self.cloud
@@ -384,6 +406,12 @@ impl World {
                     "{done}/{want} Services have an address ({:.0} s)",
                     start.elapsed().as_secs_f64()
                 ));
+                // The last few: say which and what the controller last wrote on them.
+                if want - done <= 5 {
+                    for line in self.waiting_detail() {
+                        progress(&format!("  still waiting: {line}"));
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
