@@ -113,7 +113,7 @@ impl Default for ControllerConfig {
             backoff_base_seconds: 5.0,
             backoff_max_seconds: 300.0,
             node_sync_debounce_seconds: 1.0,
-            node_sync_add_hold_seconds: 3.0,
+            node_sync_add_hold_seconds: 5.0,
             node_sync_max_hold_seconds: 60.0,
             drift_interval_seconds: 300.0,
             sweep_interval_seconds: 600.0,
