@@ -275,6 +275,9 @@ impl ApiBudget {
 
     /// The cloud throttled us anyway (its bucket is shared with other clients): empty ours so
     /// every caller waits at least `retry_after`; a window lets nothing through before then.
+    /// The refused call did not count at the cloud, so its window slot is given back: kept, it
+    /// would hold a slot for a whole period (5 minutes on Azure) that the cloud never used, and
+    /// the last calls of a full window would wait for the next period.
     pub fn penalize(&self, bucket: &str, retry_after: Duration) {
         let mut map = self.lock();
         let Some(limit) = map.get_mut(bucket) else {
@@ -287,6 +290,8 @@ impl ApiBudget {
             b.tokens = b.tokens.min(1.0 - debt);
         }
         if let Some(w) = limit.window.as_mut() {
+            // The refused call is among the newest slots taken (it was let through just now).
+            w.taken.pop_back();
             let until = now + retry_after;
             w.blocked_until = Some(w.blocked_until.map_or(until, |u| u.max(until)));
         }
@@ -460,6 +465,22 @@ mod tests {
             .await
             .expect("background work starved by a user caller that is gone");
         assert_eq!(start.elapsed(), Duration::from_secs(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_call_gives_its_window_slot_back() {
+        let budget = ApiBudget::unlimited()
+            .with_windows([("w", WindowConfig::new(2, Duration::from_secs(300)))]);
+        budget.acquire(&["w"]).await;
+        budget.acquire(&["w"]).await;
+        // The cloud refused the second call: one slot is free again after the penalty.
+        budget.penalize("w", Duration::from_secs(1));
+        let start = Instant::now();
+        budget.acquire(&["w"]).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // Now the window is full until the first call ages out.
+        budget.acquire(&["w"]).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(300));
     }
 
     #[tokio::test(start_paused = true)]
