@@ -17,7 +17,9 @@
 //! the sandbox) and the controller has been quiet for 3 s. (3) An idle window with nothing
 //! changing: utime+stime of the child from /proc/<pid>/stat gives its CPU share of one core.
 
-use std::path::PathBuf;
+mod child;
+mod phases;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -29,12 +31,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use super::BenchArgs;
 use super::report::{Check, CloudCalls, Report, progress};
 use super::world::{BenchProfile, World, service_manifest};
+use child::{TempDir, free_addr, mib, proc_rss, spawn_controller};
+use phases::{Idle, Relist, Watched, idle, relist, watch_child};
 
 /// How long the controller may take to look at every Service.
 const SYNC_LIMIT: Duration = Duration::from_secs(300);
@@ -176,10 +179,6 @@ async fn measure(
     })
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 fn build_report(
     profile: BenchProfile,
     pop: Population,
@@ -244,10 +243,10 @@ fn build_report(
         round2(m.idle.cpu_percent),
     );
     report.extra(
-        "idle window: seconds / CPU seconds / reconciles",
+        "idle: seconds / CPU s / reconciles / drift checks",
         format!(
-            "{:.1} / {:.2} / {}",
-            m.idle.wall_s, m.idle.cpu_s, m.idle.reconciles
+            "{:.1} / {:.2} / {} / {}",
+            m.idle.wall_s, m.idle.cpu_s, m.idle.reconciles, m.idle.drift_checks
         ),
     );
     report.extra(
@@ -460,330 +459,9 @@ async fn create_all_of(
     Ok(())
 }
 
-/// What watching the child's initial sync found.
-struct Watched {
-    synced_s: f64,
-    reconciles: u64,
-    peak_rss_kib: u64,
-}
-
-async fn watch_child(
-    child: &mut Child,
-    pid: u32,
-    metrics_addr: std::net::SocketAddr,
-    n: usize,
-    start: Instant,
-) -> anyhow::Result<Watched> {
-    let mut peak = 0;
-    let mut synced_s = None;
-    let mut last_count = 0;
-    let mut last_change = Instant::now();
-    let mut last_scrape = Instant::now();
-    let mut last_report = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        alive(child)?;
-        if let Some((rss, hwm)) = proc_rss(pid) {
-            peak = peak.max(rss).max(hwm);
-        }
-        if last_scrape.elapsed() < Duration::from_secs(1) {
-            continue;
-        }
-        last_scrape = Instant::now();
-        // The metrics server may not listen yet (the controller lists Nodes first).
-        let count = reconciles(metrics_addr).await.unwrap_or(last_count);
-        if count != last_count {
-            last_count = count;
-            last_change = Instant::now();
-        }
-        if synced_s.is_none() && count >= n as u64 {
-            synced_s = Some(start.elapsed().as_secs_f64());
-            progress(&format!(
-                "the controller reconciled every Service after {:.1} s",
-                start.elapsed().as_secs_f64()
-            ));
-        }
-        if let Some(synced_s) = synced_s
-            && last_change.elapsed() >= QUIET
-        {
-            return Ok(Watched {
-                synced_s,
-                reconciles: count,
-                peak_rss_kib: peak,
-            });
-        }
-        if start.elapsed() > SYNC_LIMIT {
-            bail!(
-                "the controller reconciled only {count} of {n} Services in {} s",
-                SYNC_LIMIT.as_secs()
-            );
-        }
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            last_report = Instant::now();
-            progress(&format!(
-                "{:.0} s: {count} reconciles, controller RSS {} MiB (peak {} MiB)",
-                start.elapsed().as_secs_f64(),
-                proc_rss(pid).map_or(0, |r| r.0) / 1024,
-                peak / 1024
-            ));
-        }
-    }
-}
-
-fn alive(child: &mut Child) -> anyhow::Result<()> {
-    if let Some(status) = child.try_wait().context("polling the controller child")? {
-        bail!("the controller child exited early ({status}); its stderr is above");
-    }
-    Ok(())
-}
-
-/// One forced relist, measured.
-struct Relist {
-    before_kib: u64,
-    /// Highest VmRSS sampled from the expiry until settled.
-    peak_kib: u64,
-    after_kib: u64,
-    /// From the expiry until both Services and Nodes were watched again after a relist.
-    relisted_s: f64,
-    /// Until the controller had also been quiet for `SETTLE`.
-    settled_s: f64,
-    reconciles: u64,
-    /// 410s the sandbox answered (Services, Nodes).
-    gone: (u64, u64),
-}
-
-async fn relist(
-    child: &mut Child,
-    pid: u32,
-    metrics_addr: std::net::SocketAddr,
-    store: &Store,
-) -> anyhow::Result<Relist> {
-    let stats = || {
-        (
-            store.watch_stats("", "services"),
-            store.watch_stats("", "nodes"),
-        )
-    };
-    let (svc0, node0) = stats();
-    let before_kib = proc_rss(pid).context("reading the child's memory")?.0;
-    let rec0 = reconciles(metrics_addr).await?;
-    let t0 = Instant::now();
-    store.expire_watches();
-    let mut peak_kib = before_kib;
-    let mut relisted: Option<Duration> = None;
-    let mut last_count = rec0;
-    let mut last_change = t0;
-    let mut last_scrape = t0;
-    loop {
-        tokio::time::sleep(SAMPLE).await;
-        alive(child)?;
-        if let Some((rss, _)) = proc_rss(pid) {
-            peak_kib = peak_kib.max(rss);
-        }
-        if relisted.is_none() {
-            let (svc, node) = stats();
-            if svc.resumed_after_expiry > svc0.resumed_after_expiry
-                && node.resumed_after_expiry > node0.resumed_after_expiry
-            {
-                relisted = Some(t0.elapsed());
-            }
-        }
-        if last_scrape.elapsed() >= Duration::from_millis(250) {
-            last_scrape = Instant::now();
-            let count = reconciles(metrics_addr).await.unwrap_or(last_count);
-            if count != last_count {
-                last_count = count;
-                last_change = Instant::now();
-            }
-        }
-        if let Some(r) = relisted
-            && last_change.elapsed() >= SETTLE
-            && t0.elapsed() >= r + SETTLE
-        {
-            let (svc, node) = stats();
-            return Ok(Relist {
-                before_kib,
-                peak_kib,
-                after_kib: proc_rss(pid).map_or(0, |r| r.0),
-                relisted_s: r.as_secs_f64(),
-                settled_s: (last_change.max(t0 + r) - t0).as_secs_f64(),
-                reconciles: last_count - rec0,
-                gone: (svc.gone - svc0.gone, node.gone - node0.gone),
-            });
-        }
-        if t0.elapsed() > RELIST_LIMIT {
-            let (svc, node) = stats();
-            bail!(
-                "the relist did not settle within {} s (watch starts after the expiry: Services {:?}, Nodes {:?})",
-                RELIST_LIMIT.as_secs(),
-                (
-                    svc.gone - svc0.gone,
-                    svc.resumed_after_expiry - svc0.resumed_after_expiry
-                ),
-                (
-                    node.gone - node0.gone,
-                    node.resumed_after_expiry - node0.resumed_after_expiry
-                ),
-            );
-        }
-    }
-}
-
-/// The idle window's reading.
-struct Idle {
-    wall_s: f64,
-    cpu_s: f64,
-    cpu_percent: f64,
-    reconciles: u64,
-    rss_kib: u64,
-}
-
-async fn idle(
-    child: &mut Child,
-    pid: u32,
-    metrics_addr: std::net::SocketAddr,
-) -> anyhow::Result<Idle> {
-    let hz = clock_ticks_per_second();
-    let cpu = |pid: u32| -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .context("reading the child's /proc/<pid>/stat")?;
-        cpu_ticks(&stat).context("parsing the child's /proc/<pid>/stat")
-    };
-    let rec0 = reconciles(metrics_addr).await?;
-    let (t0, c0) = (Instant::now(), cpu(pid)?);
-    while t0.elapsed() < IDLE {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        alive(child)?;
-    }
-    let (wall, c1) = (t0.elapsed().as_secs_f64(), cpu(pid)?);
-    let cpu_s = (c1 - c0) as f64 / hz;
-    Ok(Idle {
-        wall_s: wall,
-        cpu_s,
-        cpu_percent: 100.0 * cpu_s / wall,
-        reconciles: reconciles(metrics_addr).await? - rec0,
-        rss_kib: proc_rss(pid).map_or(0, |r| r.0),
-    })
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
-/// command name (field 2) may hold spaces and parentheses, so fields count from its last ')'.
-fn cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state).
-    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// USER_HZ from `getconf CLK_TCK` (100 on every Linux the bench runs on, the fallback).
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|hz| *hz > 0.0)
-        .unwrap_or(100.0)
-}
-
-fn spawn_controller(
-    kubeconfig: &std::path::Path,
-    cloud_url: &str,
-    metrics_addr: std::net::SocketAddr,
-) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the frontdesk binary")?;
-    Command::new(&exe)
-        .arg("run")
-        .args(["--provider", "mock", "--cloud-url", cloud_url])
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--leader-elect", "false"])
-        .args(["--metrics-addr", &metrics_addr.to_string()])
-        .env("FRONTDESK_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {} run", exe.display()))
-}
-
-/// (VmRSS, VmHWM) of a process in KiB; `None` once it is gone.
-fn proc_rss(pid: u32) -> Option<(u64, u64)> {
-    parse_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
-}
-
-fn parse_rss(status: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// A loopback address nobody listens on now (the child binds it right after).
-fn free_addr() -> anyhow::Result<std::net::SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?)
-}
-
-/// Sum of `frontdesk_reconciles_total` over every label set, from the child's /metrics.
-async fn reconciles(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut body)).await??;
-    Ok(sum_counter(&body, "frontdesk_reconciles_total"))
-}
-
-fn sum_counter(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("frontdesk-bench-s8-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sums_a_counter_family() {
-        let text = "# HELP frontdesk_reconciles Reconciles\n\
-            frontdesk_reconciles_total{action=\"cleanup\",result=\"ok\"} 9000\n\
-            frontdesk_reconciles_total{action=\"apply\",result=\"ok\"} 1000\n\
-            frontdesk_reconcile_errors_total{action=\"apply\",result=\"x\"} 7\n";
-        assert_eq!(sum_counter(text, "frontdesk_reconciles_total"), 10_000);
-        assert_eq!(sum_counter("", "frontdesk_reconciles_total"), 0);
-    }
 
     #[test]
     fn population_follows_the_reference() {
@@ -801,28 +479,5 @@ mod tests {
                 .count();
             assert_eq!(counted, p.local, "{services}: is_local agrees with local");
         }
-    }
-
-    #[test]
-    fn reads_cpu_ticks_and_memory() {
-        let cases = [
-            (
-                "4242 (frontdesk) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 12 0 100 0 0",
-                Some(325),
-            ),
-            // A command name with spaces and a ')' must not shift the fields.
-            (
-                "7 (a b) c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 5 0 0",
-                Some(7),
-            ),
-            ("7 (short) R 1", None),
-            ("garbage", None),
-        ];
-        for (stat, want) in cases {
-            assert_eq!(cpu_ticks(stat), want, "{stat}");
-        }
-        let status = "Name:\tfrontdesk\nVmHWM:\t  70000 kB\nVmRSS:\t  65000 kB\n";
-        assert_eq!(parse_rss(status), Some((65_000, 70_000)));
-        assert_eq!(parse_rss("Name:\tx\n"), None);
     }
 }
