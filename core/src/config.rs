@@ -24,12 +24,12 @@ pub struct ControllerConfig {
     pub backoff_max_seconds: f64,
     /// A removal is written once the node set has been quiet this long (seconds).
     pub node_sync_debounce_seconds: f64,
-    /// A change that only adds nodes waits at least this long before load balancers are
-    /// updated (seconds): new capacity is not urgent, and joins usually come in a series.
-    /// Removals are never held.
+    /// A join with no other join shortly before it waits this long before load balancers
+    /// are updated (seconds): new capacity is not urgent, and it may be the first of a
+    /// series. Removals are never held.
     pub node_sync_add_hold_seconds: f64,
     /// While nodes keep joining, each join holds the update for 1.2 × the gap since the
-    /// previous one, so a series of joins becomes one backend write per load balancer; no
+    /// previous one (at least the debounce), so a series of joins becomes one backend write per load balancer; no
     /// join waits longer than this in total (seconds, 0 = no holding at all).
     pub node_sync_max_hold_seconds: f64,
     /// How often every load balancer is compared with the cloud and repaired (seconds, 0 = off).

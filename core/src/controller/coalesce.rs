@@ -8,9 +8,11 @@
 //! - a change that removes a node, or changes one (its address), is published as soon as the
 //!   node set has been quiet for `debounce` (a burst of removals becomes one write): a load
 //!   balancer sending traffic to a node that is gone is an outage;
-//! - a change that only adds nodes is held: at least `add_hold` after it was seen; while
-//!   joins keep coming, 1.2 × the gap between the last two, so the next join of a series
-//!   lands inside the hold and the series becomes one write per load balancer;
+//! - a change that only adds nodes is held: a join with no recent predecessor for `add_hold`
+//!   (it may be the first of a series); while joins keep coming, for 1.2 × the gap between
+//!   the last two (at least `debounce`), so the next join of a series lands inside the hold
+//!   and the series becomes one write per load balancer, and a quick burst is written one
+//!   debounce after its last join;
 //! - nothing is held longer than `max_hold` after the first unpublished change, so endless
 //!   churn still reaches the load balancers (`max_hold` 0 turns holding off).
 //!
@@ -91,9 +93,11 @@ impl Coalescer {
             return Decision::HoldUntil(quiet);
         }
         let first = *self.first_pending.get_or_insert(now);
+        // A join with no recent predecessor may be the first of a series: the add hold.
+        // Within a series, 1.2 × the last gap (a burst's short gaps: just the debounce).
         let hold = self
             .gap
-            .map_or(self.add_hold, |gap| self.add_hold.max(gap.mul_f64(1.2)))
+            .map_or(self.add_hold, |gap| gap.mul_f64(1.2))
             .max(self.debounce)
             .min(self.max_hold);
         let deadline = (last + hold).min(first + self.max_hold);
@@ -200,8 +204,8 @@ mod tests {
     #[test]
     fn a_burst_is_one_publication() {
         let published = drive(&mut coalescer(), &[0, 1, 2, 3], 100);
-        // Gaps of 0.25 s: the hold is the add hold after the last join.
-        assert_eq!(published, vec![3.75]);
+        // Gaps of 0.25 s: the hold is the debounce after the last join.
+        assert_eq!(published, vec![1.75]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ fn backend_writes(w: &World, seq: u64) -> usize {
 async fn joins_are_coalesced_and_removals_are_not_held() {
     let w = World::start(2).await;
     let mut config = test_config();
+    // Joins 0.4 s apart: each holds the update for the 1 s debounce (more than 1.2 × 0.4 s).
+    config.node_sync_debounce_seconds = 1.0;
     config.node_sync_add_hold_seconds = 2.0;
     config.node_sync_max_hold_seconds = 30.0;
     let ctl = start_controller(&w, config.clone()).await;
@@ -43,7 +45,7 @@ async fn joins_are_coalesced_and_removals_are_not_held() {
         wait_address(&api, &format!("web-{i}")).await;
     }
 
-    // Four nodes join 0.4 s apart: one hold covers the series, so each load balancer gets
+    // Four nodes join 0.4 s apart: the holds cover the series, so each load balancer gets
     // exactly one backend write carrying all four.
     let seq = w.cloud.generic.faults().next_seq();
     let mut joined = Vec::new();
@@ -53,8 +55,8 @@ async fn joins_are_coalesced_and_removals_are_not_held() {
         }
         joined.push(w.cloud.instances.add("mock").id);
     }
-    // The hold is at least the add hold after the last join (a scheduler can only delay it).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The hold is at least the debounce after the last join (a scheduler can only delay it).
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         backend_writes(&w, seq),
         0,
