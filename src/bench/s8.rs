@@ -37,7 +37,7 @@ use super::BenchArgs;
 use super::report::{Check, CloudCalls, Report, progress};
 use super::world::{BenchProfile, World, service_manifest};
 use child::{TempDir, free_addr, mib, proc_rss, spawn_controller};
-use phases::{Idle, Relist, Watched, idle, relist, watch_child};
+use phases::{Idle, Relist, Sweep, Watched, first_sweep, idle, relist, watch_child};
 
 /// How long the controller may take to look at every Service.
 const SYNC_LIMIT: Duration = Duration::from_secs(300);
@@ -51,6 +51,8 @@ const SAMPLE: Duration = Duration::from_millis(50);
 const SETTLE: Duration = Duration::from_secs(3);
 /// How long one relist may take to settle.
 const RELIST_LIMIT: Duration = Duration::from_secs(180);
+/// How long to wait for the first orphan sweep (its first pass is about a minute in).
+const SWEEP_LIMIT: Duration = Duration::from_secs(150);
 /// The idle window for the CPU reading.
 const IDLE: Duration = Duration::from_secs(30);
 /// The check's limit for the controller (issue 8).
@@ -101,32 +103,122 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     let kubeconfig = dir.0.join("kubeconfig");
     std::fs::write(&kubeconfig, world.cloud.kubeconfig_yaml())
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
-    let metrics_addr = free_addr()?;
+    let watch_only = dir.0.join("watch-only.yaml");
+    std::fs::write(
+        &watch_only,
+        "driftIntervalSeconds: 0\nsweepIntervalSeconds: 0\n",
+    )
+    .with_context(|| format!("writing {}", watch_only.display()))?;
+    let cloud_url = world.cloud.cloud_url();
 
-    progress(&format!(
-        "starting the controller as a child process (metrics on {metrics_addr})"
-    ));
-    let start = Instant::now();
-    let mut child = spawn_controller(&kubeconfig, &world.cloud.cloud_url(), metrics_addr)?;
-    let pid = child
-        .id()
-        .context("the controller child exited at once (no pid)")?;
-    let measured = measure(&mut child, pid, metrics_addr, &store, n, start).await;
-    let end_hwm = proc_rss(pid).map_or(0, |r| r.1);
-    let _ = child.start_kill();
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let m = measured?;
+    progress("controller A (default config): initial sync, first orphan sweep, idle");
+    let mut a = Running::start(&kubeconfig, &cloud_url, None)?;
+    let defaults = defaults_phases(&mut a, n).await;
+    let a_hwm = a.stop().await;
+    let defaults = defaults?;
+    progress("controller B (drift check and orphan sweep off): initial sync, forced relists, idle");
+    let mut b = Running::start(&kubeconfig, &cloud_url, Some(&watch_only))?;
+    let relists = relist_phases(&mut b, &store, n).await;
+    let b_hwm = b.stop().await;
+    let relists = relists?;
     let cloud = CloudCalls::from_log(&faults.calls(Some(seq)));
-    let report = build_report(profile, pop, nodes, &m, end_hwm, cloud);
+    let report = build_report(
+        profile,
+        pop,
+        nodes,
+        &defaults,
+        &relists,
+        a_hwm.max(b_hwm),
+        cloud,
+    );
     world.shutdown().await;
     Ok(report)
 }
 
-/// Everything S8 measured on the child.
-struct Measured {
+/// One controller child.
+struct Running {
+    child: Child,
+    pid: u32,
+    metrics: std::net::SocketAddr,
+    start: Instant,
+}
+
+impl Running {
+    fn start(
+        kubeconfig: &std::path::Path,
+        cloud_url: &str,
+        config: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let metrics = free_addr()?;
+        let start = Instant::now();
+        let child = spawn_controller(kubeconfig, cloud_url, metrics, config)?;
+        let pid = child
+            .id()
+            .context("the controller child exited at once (no pid)")?;
+        Ok(Self {
+            child,
+            pid,
+            metrics,
+            start,
+        })
+    }
+
+    /// Stops the child; its VmHWM read just before.
+    async fn stop(mut self) -> u64 {
+        let hwm = proc_rss(self.pid).map_or(0, |r| r.1);
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        hwm
+    }
+
+    /// After the initial sync: (VmRSS, VmHWM).
+    async fn sync(&mut self, n: usize) -> anyhow::Result<(Watched, u64, u64)> {
+        let sync = watch_child(&mut self.child, self.pid, self.metrics, n, self.start).await?;
+        let (rss, hwm) = proc_rss(self.pid).context("reading the child's memory")?;
+        progress(&format!(
+            "steady: controller RSS {:.1} MiB (initial sync peak {:.1} MiB)",
+            mib(rss),
+            mib(hwm)
+        ));
+        Ok((sync, rss, hwm))
+    }
+}
+
+/// Controller A, as deployed: its memory includes the drift check and the orphan sweep.
+struct Defaults {
     sync: Watched,
     steady_kib: u64,
-    /// VmHWM when the steady reading was taken (the initial sync's peak).
+    sync_hwm_kib: u64,
+    sweep: Option<Sweep>,
+    idle: Idle,
+}
+
+async fn defaults_phases(c: &mut Running, n: usize) -> anyhow::Result<Defaults> {
+    let (sync, steady_kib, sync_hwm_kib) = c.sync(n).await?;
+    progress("waiting for the first orphan sweep");
+    let sweep = first_sweep(&mut c.child, c.pid, c.metrics).await?;
+    if let Some(s) = &sweep {
+        progress(&format!(
+            "orphan sweep: {} pages; RSS peak {:.1} MiB, after {:.1} MiB",
+            s.pages,
+            mib(s.peak_kib),
+            mib(s.after_kib)
+        ));
+    }
+    progress(&format!("idle: {} s with nothing changing", IDLE.as_secs()));
+    let idle = idle(&mut c.child, c.pid, c.metrics).await?;
+    Ok(Defaults {
+        sync,
+        steady_kib,
+        sync_hwm_kib,
+        sweep,
+        idle,
+    })
+}
+
+/// Controller B, watches only: the relists' own cost, with nothing else in the window.
+struct Relists {
+    steady_kib: u64,
     sync_hwm_kib: u64,
     relists: Vec<Relist>,
     /// VmHWM after the last relist settled.
@@ -134,27 +226,14 @@ struct Measured {
     idle: Idle,
 }
 
-async fn measure(
-    child: &mut Child,
-    pid: u32,
-    metrics_addr: std::net::SocketAddr,
-    store: &Store,
-    n: usize,
-    start: Instant,
-) -> anyhow::Result<Measured> {
-    let sync = watch_child(child, pid, metrics_addr, n, start).await?;
-    let (steady_kib, sync_hwm_kib) = proc_rss(pid).context("reading the child's memory")?;
-    progress(&format!(
-        "steady: controller RSS {:.1} MiB (initial sync peak {:.1} MiB)",
-        mib(steady_kib),
-        mib(sync_hwm_kib)
-    ));
+async fn relist_phases(c: &mut Running, store: &Store, n: usize) -> anyhow::Result<Relists> {
+    let (_, steady_kib, sync_hwm_kib) = c.sync(n).await?;
     let mut relists = Vec::new();
     for i in 1..=RELISTS {
         progress(&format!(
             "relist {i}/{RELISTS}: expiring every watch in the sandbox"
         ));
-        let r = relist(child, pid, metrics_addr, store).await?;
+        let r = relist(&mut c.child, c.pid, c.metrics, store).await?;
         progress(&format!(
             "relist {i}: RSS {:.1} -> peak {:.1} -> {:.1} MiB; relisted after {:.2} s, settled after {:.2} s, {} reconciles",
             mib(r.before_kib),
@@ -166,11 +245,10 @@ async fn measure(
         ));
         relists.push(r);
     }
-    let relists_hwm_kib = proc_rss(pid).map_or(0, |r| r.1);
+    let relists_hwm_kib = proc_rss(c.pid).map_or(0, |r| r.1);
     progress(&format!("idle: {} s with nothing changing", IDLE.as_secs()));
-    let idle = idle(child, pid, metrics_addr).await?;
-    Ok(Measured {
-        sync,
+    let idle = idle(&mut c.child, c.pid, c.metrics).await?;
+    Ok(Relists {
         steady_kib,
         sync_hwm_kib,
         relists,
@@ -179,21 +257,29 @@ async fn measure(
     })
 }
 
+fn idle_row(i: &Idle) -> String {
+    format!(
+        "{:.2} % ({:.2} CPU s in {:.1} s; {} reconciles, {} drift checks)",
+        i.cpu_percent, i.cpu_s, i.wall_s, i.reconciles, i.drift_checks
+    )
+}
+
 fn build_report(
     profile: BenchProfile,
     pop: Population,
     nodes: usize,
-    m: &Measured,
-    end_hwm_kib: u64,
+    a: &Defaults,
+    b: &Relists,
+    hwm_kib: u64,
     cloud: CloudCalls,
 ) -> Report {
     let n = pop.services;
-    let sync_peak = mib(m.sync_hwm_kib.max(m.sync.peak_rss_kib));
-    let sampled = m.relists.iter().map(|r| r.peak_kib).max().unwrap_or(0);
+    let sync_peak = mib(a.sync_hwm_kib.max(a.sync.peak_rss_kib));
+    let sampled = b.relists.iter().map(|r| r.peak_kib).max().unwrap_or(0);
     // The kernel's peak covers spikes between samples; it only belongs to the relists when
     // it rose during them (otherwise it is still the initial sync's).
-    let relist_peak = if m.relists_hwm_kib > m.sync_hwm_kib {
-        mib(sampled.max(m.relists_hwm_kib))
+    let relist_peak = if b.relists_hwm_kib > b.sync_hwm_kib {
+        mib(sampled.max(b.relists_hwm_kib))
     } else {
         mib(sampled)
     };
@@ -203,24 +289,46 @@ fn build_report(
         services: n,
         nodes,
         measured_what: format!(
-            "controller memory watching {n} Services ({} LoadBalancer, {} of them externalTrafficPolicy Local with an EndpointSlice) and {nodes} Nodes: steady, during {RELISTS} forced relists, idle CPU; time until it had reconciled every Service",
+            "controller memory watching {n} Services ({} LoadBalancer, {} of them externalTrafficPolicy Local with an EndpointSlice) and {nodes} Nodes: steady, first orphan sweep, {RELISTS} forced relists, idle CPU; time until it had reconciled every Service",
             pop.load_balancers, pop.local
         ),
-        measured_s: Some(m.sync.synced_s),
+        measured_s: Some(a.sync.synced_s),
         bound_s: None,
         bound_how: "no time bound; reference estimate for retained data ~10-15 MB (cloud-api-limits §10 S8)".into(),
         cloud,
-        memory_mib: mib(end_hwm_kib.max(m.relists_hwm_kib)),
-        memory_method: "VmHWM (kernel peak RSS) of the controller child process (`frontdesk run`) over the whole run, separate from the sandbox and mock cloud".into(),
+        memory_mib: mib(hwm_kib),
+        memory_method: "VmHWM (kernel peak RSS) of the controller child processes (`frontdesk run`), the higher of A and B, separate from the sandbox and mock cloud".into(),
         ..Report::default()
     };
-    report.extra("controller RSS, steady (MiB)", round1(mib(m.steady_kib)));
-    report.extra("controller RSS, initial sync peak (MiB)", round1(sync_peak));
-    report.extra("reconciles in the initial sync", m.sync.reconciles);
-    for (i, r) in m.relists.iter().enumerate() {
+    report.extra(
+        "A: RSS after the initial sync (MiB)",
+        round1(mib(a.steady_kib)),
+    );
+    report.extra("A: initial sync peak (MiB)", round1(sync_peak));
+    report.extra("A: reconciles in the initial sync", a.sync.reconciles);
+    match &a.sweep {
+        Some(s) => report.extra(
+            "A: first orphan sweep: pages, peak/after RSS",
+            format!(
+                "{} pages, last {:.1} s after the sync; {:.1} / {:.1} MiB",
+                s.pages,
+                s.done_s,
+                mib(s.peak_kib),
+                mib(s.after_kib)
+            ),
+        ),
+        None => report.extra("A: first orphan sweep", "none within the wait"),
+    }
+    report.extra("A: idle CPU (% of one core)", idle_row(&a.idle));
+    report.extra("A: RSS after idle (MiB)", round1(mib(a.idle.rss_kib)));
+    report.extra(
+        "B: RSS after the initial sync (MiB)",
+        round1(mib(b.steady_kib)),
+    );
+    for (i, r) in b.relists.iter().enumerate() {
         let i = i + 1;
         report.extra(
-            &format!("relist {i}: RSS before/peak/after (MiB)"),
+            &format!("B: relist {i}: RSS before/peak/after (MiB)"),
             format!(
                 "{:.1} / {:.1} / {:.1}",
                 mib(r.before_kib),
@@ -229,30 +337,16 @@ fn build_report(
             ),
         );
         report.extra(
-            &format!("relist {i}: relisted / settled (s)"),
+            &format!("B: relist {i}: relisted / settled (s)"),
             format!("{:.2} / {:.2}", r.relisted_s, r.settled_s),
         );
         report.extra(
-            &format!("relist {i}: 410s Services/Nodes, reconciles"),
+            &format!("B: relist {i}: 410s Services/Nodes, reconciles"),
             format!("{}/{}, {}", r.gone.0, r.gone.1, r.reconciles),
         );
     }
-    report.extra("controller RSS, relist peak (MiB)", round1(relist_peak));
-    report.extra(
-        "controller idle CPU (% of one core)",
-        round2(m.idle.cpu_percent),
-    );
-    report.extra(
-        "idle: seconds / CPU s / reconciles / drift checks",
-        format!(
-            "{:.1} / {:.2} / {} / {}",
-            m.idle.wall_s, m.idle.cpu_s, m.idle.reconciles, m.idle.drift_checks
-        ),
-    );
-    report.extra(
-        "controller RSS, after idle (MiB)",
-        round1(mib(m.idle.rss_kib)),
-    );
+    report.extra("B: relist peak (MiB)", round1(relist_peak));
+    report.extra("B: idle CPU (% of one core)", idle_row(&b.idle));
     report.checks.push(Check::new(
         "S8 controller memory, initial sync peak",
         "< 150 MiB",
@@ -265,20 +359,25 @@ fn build_report(
         format!("{relist_peak:.1} MiB"),
         relist_peak < LIMIT_MIB,
     ));
-    let relisted = m.relists.iter().all(|r| r.gone.0 > 0 && r.gone.1 > 0);
+    let whole = mib(hwm_kib);
+    report.checks.push(Check::new(
+        "S8 controller memory, whole run with drift check and orphan sweep",
+        "< 150 MiB",
+        format!("{whole:.1} MiB"),
+        whole < LIMIT_MIB,
+    ));
+    let relisted = b
+        .relists
+        .iter()
+        .filter(|r| r.gone.0 > 0 && r.gone.1 > 0)
+        .count();
     report.checks.push(Check::new(
         "S8 every forced relist relisted Services and Nodes",
         "410 answered and a fresh watch, both kinds, each time",
-        format!(
-            "{} of {RELISTS}",
-            m.relists
-                .iter()
-                .filter(|r| r.gone.0 > 0 && r.gone.1 > 0)
-                .count()
-        ),
-        relisted && m.relists.len() == RELISTS,
+        format!("{relisted} of {RELISTS}"),
+        relisted == RELISTS && b.relists.len() == RELISTS,
     ));
-    if let (Some(first), Some(last)) = (m.relists.first(), m.relists.last()) {
+    if let (Some(first), Some(last)) = (b.relists.first(), b.relists.last()) {
         let growth = mib(last.after_kib) - mib(first.after_kib);
         report.checks.push(Check::new(
             "S8 no growth from relist to relist (RSS after the last vs the first)",
@@ -288,9 +387,12 @@ fn build_report(
         ));
     }
     report.notes.push(format!(
-        "population: svc-0..svc-{} LoadBalancer (converged before the controller under test starts, so it trusts them without cloud calls), every 4th externalTrafficPolicy Local with one EndpointSlice of 3 endpoints; the rest ClusterIP without a selector",
+        "population: svc-0..svc-{} LoadBalancer (converged before the controllers under test start, so they trust them without cloud calls), every 4th externalTrafficPolicy Local with one EndpointSlice of 3 endpoints; the rest ClusterIP without a selector",
         pop.load_balancers.saturating_sub(1)
     ));
+    report.notes.push(
+        "A runs the default config; B the same binary with driftIntervalSeconds and sweepIntervalSeconds 0, so a relist's window holds nothing but the relist (the sweep's cloud listing otherwise lands in it about a minute after start)".into(),
+    );
     report.notes.push(
         "the controller does not watch EndpointSlices (eTP=Local uses the healthCheckNodePort), so the slices are in the cluster but not in its cache".into(),
     );
@@ -298,17 +400,13 @@ fn build_report(
         "a relist: the sandbox ends every open watch and answers resumes with an ERROR 410 (Expired) event, as after an etcd compaction; 'relisted' is when both Services and Nodes were watched again from a post-expiry version (counted by the sandbox), 'settled' when the controller had also been quiet for 3 s; kube-runtime re-reconciles every Service after a relist".into(),
     );
     report.notes.push(
-        "Kubernetes API calls are not counted here: the controller is a separate process, outside the bench's counting client".into(),
+        "Kubernetes API calls are not counted here: the controllers are separate processes, outside the bench's counting client".into(),
     );
     report
 }
 
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 /// The LoadBalancer Services converged by an unthrottled in-process controller (stopped

@@ -39,11 +39,15 @@ pub(super) fn spawn_controller(
     kubeconfig: &std::path::Path,
     cloud_url: &str,
     metrics_addr: std::net::SocketAddr,
+    config: Option<&std::path::Path>,
 ) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the frontdesk binary")?;
-    Command::new(&exe)
-        .arg("run")
-        .args(["--provider", "mock", "--cloud-url", cloud_url])
+    let mut cmd = Command::new(&exe);
+    cmd.arg("run");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(["--provider", "mock", "--cloud-url", cloud_url])
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--leader-elect", "false"])
@@ -92,6 +96,18 @@ pub(super) async fn drift_checks(addr: std::net::SocketAddr) -> anyhow::Result<u
 }
 
 pub(super) const RECONCILES: &str = "frontdesk_reconciles_total";
+
+/// Pages of the orphan sweep's cloud listing so far (the mock provider's ListLoadBalancers).
+pub(super) async fn sweep_pages(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    const CLOUD_CALLS: &str = "frontdesk_cloud_calls_total";
+    let text = scrape(addr).await?;
+    let lists = text
+        .lines()
+        .filter(|l| l.starts_with(CLOUD_CALLS) && l.contains("operation=\"ListLoadBalancers\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(sum_counter(&lists, CLOUD_CALLS))
+}
 
 pub(super) fn service_reconciles(text: &str) -> u64 {
     let drift = text

@@ -6,8 +6,10 @@ use anyhow::{Context as _, bail};
 use frontdesk_mock_cloud::kube::store::Store;
 use tokio::process::Child;
 
-use super::child::{clock_ticks_per_second, cpu_ticks, drift_checks, proc_rss, reconciles};
-use super::{IDLE, QUIET, RELIST_LIMIT, SAMPLE, SETTLE, SYNC_LIMIT};
+use super::child::{
+    clock_ticks_per_second, cpu_ticks, drift_checks, proc_rss, reconciles, sweep_pages,
+};
+use super::{IDLE, QUIET, RELIST_LIMIT, SAMPLE, SETTLE, SWEEP_LIMIT, SYNC_LIMIT};
 use crate::bench::report::progress;
 
 /// What watching the child's initial sync found.
@@ -217,4 +219,47 @@ pub(super) async fn idle(
         drift_checks: drift_checks(metrics_addr).await?.saturating_sub(drift0),
         rss_kib: proc_rss(pid).map_or(0, |r| r.0),
     })
+}
+
+/// The controller's first orphan sweep (about a minute after start, it lists every load
+/// balancer of the cluster from the cloud), until its page count has been still for `SETTLE`.
+pub(super) struct Sweep {
+    pub(super) pages: u64,
+    /// From the wait's start until the last page.
+    pub(super) done_s: f64,
+    pub(super) peak_kib: u64,
+    pub(super) after_kib: u64,
+}
+
+/// `None` when no sweep came within `SWEEP_LIMIT`.
+pub(super) async fn first_sweep(
+    child: &mut Child,
+    pid: u32,
+    metrics_addr: std::net::SocketAddr,
+) -> anyhow::Result<Option<Sweep>> {
+    let t0 = Instant::now();
+    let (mut pages, mut last_change, mut peak_kib) = (0, t0, 0);
+    loop {
+        tokio::time::sleep(SAMPLE).await;
+        alive(child)?;
+        if let Some((rss, _)) = proc_rss(pid) {
+            peak_kib = peak_kib.max(rss);
+        }
+        let now = sweep_pages(metrics_addr).await.unwrap_or(pages);
+        if now != pages {
+            pages = now;
+            last_change = Instant::now();
+        }
+        if pages > 0 && last_change.elapsed() >= SETTLE {
+            return Ok(Some(Sweep {
+                pages,
+                done_s: (last_change - t0).as_secs_f64(),
+                peak_kib,
+                after_kib: proc_rss(pid).map_or(0, |r| r.0),
+            }));
+        }
+        if t0.elapsed() > SWEEP_LIMIT {
+            return Ok(None);
+        }
+    }
 }
