@@ -107,6 +107,29 @@ pub fn window_wait(window: &WindowSpec, calls: f64) -> f64 {
     windows.max(0.0) * window.period_ms as f64 / 1000.0
 }
 
+/// A sliding window and a token bucket on the same calls: the k-th call cannot pass before the
+/// bucket allows it, nor less than `period` after the (k − limit)-th (any `period` holds at most
+/// `limit` calls), so the W-th waits max over j of bucket(W − j·limit) + j·period. E.g. P-azure,
+/// 2000 writes: the 1000th passes the bucket at (1000 − 200) / 10 = 80 s, so the 2000th at
+/// 80 + 300 = 380 s (the window alone says 300 s, the bucket alone 180 s).
+pub fn sliding_with_bucket(window: &WindowSpec, bucket: Option<(f64, f64)>, calls: f64) -> f64 {
+    if window.kind != WindowKind::Sliding || window.limit == 0 {
+        return window_wait(window, calls);
+    }
+    let tb = |k: f64| match bucket {
+        Some((burst, refill)) if refill > 0.0 => ((k - burst).max(0.0)) / refill,
+        _ => 0.0,
+    };
+    let (limit, period) = (window.limit as f64, window.period_ms as f64 / 1000.0);
+    let mut worst = 0.0_f64;
+    let mut j = 0.0;
+    while calls - j * limit >= 1.0 {
+        worst = worst.max(tb(calls - j * limit) + j * period);
+        j += 1.0;
+    }
+    worst
+}
+
 /// `fixed 1500 per 60 s`, for the "how" strings.
 pub fn window_name(window: &WindowSpec) -> String {
     let kind = match window.kind {
@@ -199,7 +222,32 @@ impl Limits {
         worst
     }
 
-    /// The lower bound for `writes` and `reads` calls when one unit of work needs `chain`
+    /// One window's floor for the "how" list: alone, or (sliding, with a bucket on the same
+    /// calls) together with the bucket, whichever is larger.
+    fn window_part(
+        &self,
+        what: &str,
+        w: &WindowSpec,
+        bucket: Option<(f64, f64)>,
+        calls: f64,
+        name: &'static str,
+    ) -> (String, &'static str, f64) {
+        let alone = window_wait(w, calls);
+        let with_bucket = sliding_with_bucket(w, bucket, calls);
+        if with_bucket > alone {
+            let back = (calls / w.limit as f64).ceil() - 1.0;
+            let how = format!(
+                "{what} window ({}) after the bucket: call {calls:.0} comes {:.0} s after call {:.0}, which the bucket lets through at the earliest",
+                window_name(w),
+                back * w.period_ms as f64 / 1000.0,
+                calls - back * w.limit as f64,
+            );
+            (how, name, with_bucket)
+        } else {
+            (window_how(what, w, calls), name, alone)
+        }
+    }
+
     /// calls one after another: the slowest of the write bucket, the read bucket and the
     /// critical path. Returns (seconds, how it was computed).
     ///
@@ -226,8 +274,7 @@ impl Limits {
             ),
         ];
         if let Some(w) = &self.write_window {
-            let t = window_wait(w, writes);
-            parts.push((window_how("writes", w, writes), "the write window", t));
+            parts.push(self.window_part("writes", w, self.writes, writes, "the write window"));
         }
         if let Some(w) = &self.read_window {
             match self.poll_window {
@@ -249,8 +296,7 @@ impl Limits {
                     parts.push((how, "the read window", window_wait(&both, reads)));
                 }
                 _ => {
-                    let t = window_wait(w, reads);
-                    parts.push((window_how("reads", w, reads), "the read window", t));
+                    parts.push(self.window_part("reads", w, self.reads, reads, "the read window"));
                 }
             }
         }
@@ -495,6 +541,27 @@ mod tests {
     }
 
     #[test]
+    fn sliding_window_after_a_bucket() {
+        let w = WindowSpec::sliding(1000, 300_000);
+        let bucket = Some((200.0, 10.0));
+        let cases = [
+            (800.0, 60.0),
+            (1000.0, 80.0),
+            (1001.0, 300.0),
+            (2000.0, 380.0),
+            (2001.0, 600.0),
+        ];
+        for (calls, want) in cases {
+            let got = sliding_with_bucket(&w, bucket, calls);
+            assert!((got - want).abs() < 1e-9, "{calls}: {got} != {want}");
+        }
+        // Fixed windows and no bucket: the window alone.
+        assert_eq!(sliding_with_bucket(&w, None, 2000.0), 300.0);
+        let fixed = WindowSpec::fixed(1500, 60_000);
+        assert_eq!(sliding_with_bucket(&fixed, bucket, 3000.0), 60.0);
+    }
+
+    #[test]
     fn bounds_from_the_gce_and_azure_profiles() {
         use frontdesk_mock_cloud::faults::Profile;
         let gce = Limits::of(&Profile::Gce.config());
@@ -514,17 +581,20 @@ mod tests {
             (gce, 40.0, 20.0, 3.0, 0.15, "the critical path"),
             // P-azure S1, 300 Services: the write bucket (600 - 200) / 10.
             (azure, 600.0, 300.0, 3.0, 40.0, "the write bucket"),
-            // 1000 Services: 2000 writes, the sliding window (300 s) beats the bucket (180 s).
+            // 1000 Services: 2000 writes. Window alone 300 s, bucket alone 180 s; together the
+            // 1000th write passes the bucket at 80 s, so the 2000th at 380 s.
             (
                 azure,
                 2000.0,
                 1000.0,
                 3.0,
-                300.0,
+                380.0,
                 "the write window (sliding 1000 per 300 s)",
             ),
-            // 1500 Services and 3 writes each: 4500 writes, 4 more windows; bucket 430 s.
-            (azure, 4500.0, 0.0, 3.0, 1200.0, "the write window"),
+            // 4500 writes: the 500th at 30 s, the 4500th 4 periods later.
+            (azure, 4500.0, 0.0, 3.0, 1230.0, "the write window"),
+            // 1200 writes: the 200th passes at once, the 1200th at 300 s; bucket 100 s.
+            (azure, 1200.0, 0.0, 3.0, 300.0, "the write window"),
             // Reads: (1500 - 250) / 25 = 50 s.
             (azure, 0.0, 1500.0, 1.0, 50.0, "the read bucket"),
         ];
