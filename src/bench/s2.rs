@@ -108,6 +108,23 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
     report.extra("backend writes per load balancer", per_lb);
     report.extra("time from the first join (s)", from_first);
     report.extra("spacing between joins (ms)", args.spacing_ms);
+    if let Some((burst, refill)) = limits.writes {
+        let f = frontier(
+            n as f64,
+            burst,
+            refill,
+            bound,
+            args.spacing_ms as f64 / 1000.0,
+        );
+        report.extra(
+            "any controller that cannot see the next join: fewest writes per LB at efficiency 0.9",
+            (f.writes_at_090 * 1000.0).round() / 1000.0,
+        );
+        report.extra(
+            "... and best efficiency at 1.1 writes per LB",
+            (f.efficiency_at_110 * 1000.0).round() / 1000.0,
+        );
+    }
     report.extra(
         "node sync add hold / max hold (s)",
         format!("{} / {}", holds.0, holds.1),
@@ -147,5 +164,45 @@ pub async fn settle(world: &World) {
             return;
         }
         last = now;
+    }
+}
+
+/// The trade-off any controller faces when it cannot know which join is the last: had join k
+/// been the last, efficiency e needs every load balancer written within B / e of it, so in
+/// the `spacing` before join k + 1 it must already have made N − burst − refill·(B/e − spacing)
+/// writes, and each of those is repeated when join k + 1 comes (B = the bound).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Frontier {
+    writes_at_090: f64,
+    efficiency_at_110: f64,
+}
+
+fn frontier(n: f64, burst: f64, refill: f64, bound: f64, spacing: f64) -> Frontier {
+    let repeats = (JOINS - 1) as f64;
+    let forced = |e: f64| (n - burst - refill * (bound / e - spacing)).max(0.0);
+    let writes_at_090 = 1.0 + repeats * forced(0.9) / n.max(1.0);
+    // With 0.1 × N repeated writes allowed, the last join must be covered within T.
+    let allowed = 0.1 * n / repeats;
+    let needed = ((n - burst - allowed) / refill + spacing).max(bound);
+    Frontier {
+        writes_at_090,
+        efficiency_at_110: if needed > 0.0 { bound / needed } else { 1.0 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_spacing_meets_both_targets_only_on_the_frontier() {
+        // P-generic, 1,000 load balancers, joins 6 s apart, bound 49 s.
+        let f = frontier(1000.0, 20.0, 20.0, 49.0, 6.0);
+        assert!((f.writes_at_090 - 1.1).abs() < 0.001, "{f:?}");
+        assert!((f.efficiency_at_110 - 0.9).abs() < 0.001, "{f:?}");
+        // A burst (joins 100 ms apart) costs nothing: one write each at full efficiency.
+        let f = frontier(1000.0, 20.0, 20.0, 49.0, 0.1);
+        assert_eq!(f.writes_at_090, 1.0);
+        assert_eq!(f.efficiency_at_110, 1.0);
     }
 }
