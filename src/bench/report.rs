@@ -234,7 +234,8 @@ impl Limits {
     ) -> (String, &'static str, f64) {
         let alone = window_wait(w, calls);
         let with_bucket = sliding_with_bucket(w, bucket, calls);
-        if with_bucket > alone {
+        // Within one window's limit the bucket alone is the floor (listed on its own).
+        if with_bucket > alone && calls > w.limit as f64 {
             let back = (calls / w.limit as f64).ceil() - 1.0;
             let how = format!(
                 "{what} window ({}) after the bucket: call {calls:.0} comes {:.0} s after call {:.0}, which the bucket lets through at the earliest",
@@ -614,6 +615,12 @@ mod tests {
             "{how}"
         );
         assert_eq!(gce.bound(0.0, 3001.0, 1.0).0, 60.0);
+        // Azure within the window's limit: the bucket binds, the window adds nothing.
+        let (_, how) = azure.bound(600.0, 0.0, 1.0);
+        assert!(
+            how.contains("(ceil(600 / 1000) - 1) x 300 s = 0.0 s") && !how.contains("after the"),
+            "{how}"
+        );
         // The generic profile's bound and "how" mention no window.
         let (_, how) = Limits::of(&Profile::Generic.config()).bound(2000.0, 1000.0, 3.0);
         assert!(!how.contains("window") && !how.contains("binds"), "{how}");
