@@ -85,7 +85,7 @@ impl Population {
 
     /// LoadBalancer Services are svc-0.. and every 4th of them is Local.
     fn is_local(i: usize) -> bool {
-        i % 4 == 0
+        i.is_multiple_of(4)
     }
 }
 
