@@ -10,7 +10,7 @@ mod desired;
 mod wire;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,7 +34,8 @@ pub const KIND_LOAD_BALANCER: &str = "loadbalancer";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon to ask again while a load balancer is still provisioning.
 pub const DEFAULT_PROVISIONING_POLL: Duration = Duration::from_secs(5);
-const LIST_PAGE_SIZE: usize = 500;
+/// Small pages: each entry carries the load balancer's whole backend list on the wire.
+const LIST_PAGE_SIZE: usize = 100;
 
 const OP_GET: &str = "GetLoadBalancer";
 const OP_LIST: &str = "ListLoadBalancers";
@@ -59,6 +60,30 @@ pub enum MockProviderError {
     Client(#[source] reqwest::Error),
 }
 
+/// Backend ids per load balancer. Load balancers of one cluster mostly have the same
+/// backends (every eligible node), so equal sets are stored once: 2,000 load balancers on
+/// 5,000 nodes would otherwise keep ten million strings.
+#[derive(Debug, Default)]
+struct BackendCache {
+    by_lb: HashMap<String, Arc<BTreeSet<String>>>,
+    /// The set stored last, shared by the next load balancer with the same backends.
+    last: Option<Arc<BTreeSet<String>>>,
+}
+
+impl BackendCache {
+    fn insert(&mut self, name: &str, set: BTreeSet<String>) {
+        let shared = match &self.last {
+            Some(last) if **last == set => last.clone(),
+            _ => {
+                let new = Arc::new(set);
+                self.last = Some(new.clone());
+                new
+            }
+        };
+        self.by_lb.insert(name.to_string(), shared);
+    }
+}
+
 /// The `mock` provider.
 #[derive(Debug)]
 pub struct MockProvider {
@@ -66,7 +91,7 @@ pub struct MockProvider {
     provisioning_poll: Duration,
     /// Backend instance ids per load balancer name, from the cloud's last answer: lets a node
     /// sync skip the read. Dropped on any error, so the next call reads again.
-    backends: Mutex<HashMap<String, BTreeSet<String>>>,
+    backends: Mutex<BackendCache>,
 }
 
 impl MockProvider {
@@ -97,7 +122,7 @@ impl MockProvider {
         Ok(Self {
             api,
             provisioning_poll: DEFAULT_PROVISIONING_POLL,
-            backends: Mutex::new(HashMap::new()),
+            backends: Mutex::new(BackendCache::default()),
         })
     }
 
@@ -106,17 +131,17 @@ impl MockProvider {
         self
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, BackendCache> {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn remember(&self, lb: &wire::LoadBalancer) {
-        self.cache()
-            .insert(lb.name.clone(), lb.backends.iter().cloned().collect());
+        let set: BTreeSet<String> = lb.backends.iter().cloned().collect();
+        self.cache().insert(&lb.name, set);
     }
 
     fn forget(&self, name: &str) {
-        self.cache().remove(name);
+        self.cache().by_lb.remove(name);
     }
 
     async fn get_lb(&self, name: &str) -> Result<Option<wire::LoadBalancer>, ProviderError> {
@@ -287,14 +312,14 @@ impl MockProvider {
 
     async fn update_backends_inner(&self, spec: &LoadBalancerSpec) -> Result<(), ProviderError> {
         let desired = desired::backends(&spec.nodes);
-        let cached = self.cache().get(&spec.name).cloned();
+        let cached = self.cache().by_lb.get(&spec.name).cloned();
         let (lb, current) = match cached {
             Some(current) => (None, current),
             None => {
                 let lb = self.get_lb(&spec.name).await?.ok_or_else(|| {
                     ProviderError::NotFound(format!("load balancer {} does not exist", spec.name))
                 })?;
-                let current = lb.backends.iter().cloned().collect();
+                let current = Arc::new(lb.backends.iter().cloned().collect());
                 (Some(lb), current)
             }
         };
@@ -357,7 +382,7 @@ fn lb_names(record: &ProvisioningRecord) -> impl Iterator<Item = &str> {
         .map(|r| r.id.as_str())
 }
 
-fn record_of(lb: &wire::LoadBalancer, cluster: &str) -> ProvisioningRecord {
+fn record_of(lb: &wire::LoadBalancerSummary, cluster: &str) -> ProvisioningRecord {
     let service = lb
         .tags
         .get(TAG_SERVICE)

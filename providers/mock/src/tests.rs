@@ -421,3 +421,21 @@ async fn kit_catches_broken_providers() {
         );
     }
 }
+
+#[test]
+fn equal_backend_sets_are_stored_once() {
+    let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let mut cache = BackendCache::default();
+    cache.insert("a", set(&["i-1", "i-2"]));
+    cache.insert("b", set(&["i-1", "i-2"]));
+    cache.insert("c", set(&["i-1"]));
+    cache.insert("d", set(&["i-1"]));
+    let (a, b, c, d) = (
+        &cache.by_lb["a"],
+        &cache.by_lb["b"],
+        &cache.by_lb["c"],
+        &cache.by_lb["d"],
+    );
+    assert!(Arc::ptr_eq(a, b) && Arc::ptr_eq(c, d) && !Arc::ptr_eq(a, c));
+    assert_eq!(**a, set(&["i-1", "i-2"]));
+}

@@ -88,9 +88,19 @@ pub struct BackendsRequest {
     pub remove: Vec<String>,
 }
 
+/// What a listing needs of a load balancer: its name and tags. The rest of each entry
+/// (above all `backends`, one id per node: 5,000 strings per load balancer on a big cluster)
+/// is skipped by the parser without being stored.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LoadBalancerSummary {
+    pub name: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct ListResponse {
-    pub loadbalancers: Vec<LoadBalancer>,
+    pub loadbalancers: Vec<LoadBalancerSummary>,
     #[serde(default)]
     pub next_page_token: Option<String>,
 }
