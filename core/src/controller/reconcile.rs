@@ -30,6 +30,16 @@ use crate::spec::{SpecInput, build_spec, lb_fingerprint};
 /// Entry point called by kube-runtime for every Service change.
 pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let key = service_key(&svc);
+    // A Service we do not claim, that carries no finalizer of ours and holds nothing of ours
+    // needs no live read: a relist re-triggers every Service of the cluster (10,000 GETs).
+    // Our finalizer goes on with the record in one patch, so without it there is nothing to
+    // clean up; a cache lagging behind such a patch is followed by that patch's own event.
+    if !claims(&svc, &ctx.config)
+        && !svc.finalizers().iter().any(|f| f == FINALIZER)
+        && ctx.applied.get(&key).is_none()
+    {
+        return Ok(Action::await_change());
+    }
     let _guard = ctx.locks.lock(&key).await;
     // Always work on the live object: the cache may lag behind our own last write.
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &key.namespace);
