@@ -87,7 +87,7 @@ pub fn build_with_client(
 }
 
 /// The client-side cloud API budget: the provider's buckets (shaped like the cloud's own),
-/// with any `cloudApiBuckets` from the config file over them.
+/// with any `cloudApiBuckets` from the config file over them, and any `cloudApiWindows`.
 pub fn budget(name: &str, config: &ControllerConfig) -> ApiBudget {
     let mut buckets: std::collections::BTreeMap<String, BucketConfig> = match name {
         "mock" => frontdesk_provider_mock::budget_buckets()
@@ -106,5 +106,32 @@ pub fn budget(name: &str, config: &ControllerConfig) -> ApiBudget {
             BucketConfig::new(b.capacity, b.refill_per_second),
         );
     }
-    ApiBudget::new(buckets)
+    ApiBudget::new(buckets).with_windows(
+        config
+            .cloud_api_windows
+            .iter()
+            .map(|(n, w)| (n.clone(), w.to_window())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn config_windows_reach_the_budget() {
+        let config = ControllerConfig::from_yaml(
+            "cloudApiWindows:\n  mutate: {limit: 2, periodSeconds: 60}\n",
+        )
+        .unwrap();
+        let budget = budget("mock", &config);
+        for _ in 0..2 {
+            budget.acquire(&["mutate"]).await;
+        }
+        let third = tokio::time::timeout(Duration::from_millis(300), budget.acquire(&["mutate"]));
+        assert!(third.await.is_err(), "a third write inside the window");
+        // Reads are not limited by the write window.
+        budget.acquire(&["read"]).await;
+    }
 }

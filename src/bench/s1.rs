@@ -81,7 +81,7 @@ pub async fn run(args: &BenchArgs, profile: BenchProfile) -> anyhow::Result<Repo
         );
     } else {
         report.notes.push(format!(
-        "the mock provider needs {writes_per:.2} writes + {reads_per:.2} reads per new Service (create, add backends; GET 404), so the bound is (writes - burst) / refill"
+        "the mock provider needs {writes_per:.2} writes + {reads_per:.2} reads per new Service (create, add backends; GET 404); the bound is what the profile's limits allow those calls (see computed as)"
     ));
     }
     if profile.name == "generic" {

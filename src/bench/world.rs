@@ -288,11 +288,7 @@ impl World {
             };
             ("mock", opts)
         };
-        let windows = config
-            .cloud_api_windows
-            .iter()
-            .map(|(n, w)| (n.clone(), w.to_window()));
-        let budget = Arc::new(providers::budget(name, &config).with_windows(windows));
+        let budget = Arc::new(providers::budget(name, &config));
         let provider =
             providers::build(name, &opts, ProviderContext::new(budget, metrics.clone()))?;
         let calls = self.kube_calls.clone();

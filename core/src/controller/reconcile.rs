@@ -38,6 +38,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
         && !svc.finalizers().iter().any(|f| f == FINALIZER)
         && ctx.applied.get(&key).is_none()
     {
+        ctx.metrics_reconcile("ignore", "ok");
         return Ok(Action::await_change());
     }
     let _guard = ctx.locks.lock(&key).await;
