@@ -179,10 +179,20 @@ fn s8_runs_the_controller_as_a_child_and_reads_its_memory() {
             .contains("child process"),
         "{r}"
     );
-    // Every Service reconciled once (plus nothing else to do).
-    let reconciles = r["extra"]["reconciles by the controller"].as_u64().unwrap();
+    // Every Service reconciled once in the initial sync.
+    let reconciles = r["extra"]["A: reconciles in the initial sync"]
+        .as_u64()
+        .unwrap();
     assert!(reconciles >= 200, "{r}");
     assert!(r["measured_s"].as_f64().unwrap() < 60.0, "{r}");
+    // The forced relists really happened (410, then fresh watches of both kinds).
+    let relisted = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "S8 every forced relist relisted Services and Nodes")
+        .unwrap_or_else(|| panic!("no relist check: {r}"));
+    assert_eq!(relisted["ok"], true, "{r}");
 }
 
 /// Node sync (S2) must not leave a load balancer behind for the 10 s recheck because of one
