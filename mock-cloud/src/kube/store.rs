@@ -497,17 +497,16 @@ impl State {
         since: Option<u64>,
         initial: bool,
     ) -> Result<WatchStart, ApiError> {
-        let st = self;
-        let rx = st.tx.subscribe();
+        let rx = self.tx.subscribe();
         let mut start = WatchStart {
             initial: Vec::new(),
             replay: Vec::new(),
             rx,
-            start_rv: st.rv,
-            expired: st.expiry.clone(),
+            start_rv: self.rv,
+            expired: self.expiry.clone(),
         };
         if initial {
-            if let Some(table) = st.tables.get(&key(group, plural)) {
+            if let Some(table) = self.tables.get(&key(group, plural)) {
                 start.initial = range(table, namespace, None)
                     .map(|(_, o)| o.clone())
                     .collect();
@@ -515,10 +514,10 @@ impl State {
             return Ok(start);
         }
         let Some(since) = since else { return Ok(start) };
-        if since < st.compacted {
-            return Err(too_old(since, st.compacted));
+        if since < self.compacted {
+            return Err(too_old(since, self.compacted));
         }
-        let Some(history) = st.history.get(&key(group, plural)) else {
+        let Some(history) = self.history.get(&key(group, plural)) else {
             return Ok(start);
         };
         if since < history.floor {
