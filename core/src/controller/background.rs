@@ -198,10 +198,12 @@ async fn track_eligible(
             }
         }
         let now_set = eligible_from(&ctx.nodes);
+        let pending = *ctx.backends.current().1 != now_set;
         let observation = Observation {
             changed: *observed != now_set,
-            pending: *ctx.backends.current().1 != now_set,
-            removes: ctx.backends.would_remove(&now_set),
+            pending,
+            // Only a pending set can remove anything (this runs every 200 ms on a busy cluster).
+            removes: pending && ctx.backends.would_remove(&now_set),
         };
         if observation.changed {
             observed = Arc::new(now_set.clone());
